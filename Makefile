@@ -1,0 +1,71 @@
+# sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test.
+# Targets: all (rnn.so), demo, test, clean, deps (installs Debian packages).
+
+CC      ?= cc
+# -ffp-contract=off: only the fmaf() written in the kernels fuse, so every CPU
+# path rounds alike (see ext/kern_body.h).
+CFLAGS  ?= -O2 -g
+WARN    = -Wall -Wextra -Werror -Wno-unused-parameter
+BASE    = -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -ffp-contract=off $(WARN)
+LDLIBS  = -lm
+
+SRC     = ext/rnn.c ext/json.c ext/model.c ext/cells.c ext/registry.c ext/window.c ext/kern_scalar.c
+SIMD    = ext/kern_avx2.c ext/kern_avx512.c
+HDR     = $(wildcard ext/*.h)
+ARCH   := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+SIMD_FLAGS_avx2   = -mavx2 -mfma
+SIMD_FLAGS_avx512 = -mavx512f -mavx2 -mfma -mprefer-vector-width=512
+endif
+
+# A Python that has both the sqlite3 module and extension loading (Debian's
+# /usr/bin/python3 does; some pyenv builds do not).
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
+	$$p -c 'import sqlite3; sqlite3.connect(":memory:").enable_load_extension(True)' 2>/dev/null \
+	&& { echo $$p; break; }; done)
+
+all: rnn.so
+
+build/%.o: ext/%.c $(HDR) | build
+	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
+
+build/kern_avx2.o: ext/kern_avx2.c $(HDR) | build
+	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -c $< -o $@
+
+build/kern_avx512.o: ext/kern_avx512.c $(HDR) | build
+	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx512) -c $< -o $@
+
+OBJ = $(patsubst ext/%.c,build/%.o,$(SRC) $(SIMD))
+
+rnn.so: $(OBJ)
+	$(CC) -shared -fvisibility=hidden $(OBJ) -o $@ $(LDLIBS)
+
+build:
+	@mkdir -p build
+
+# Debian packages: the headers to build, the shell for the demo, python3 for
+# the tests; python3-torch is optional (live PyTorch checks; fixtures otherwise).
+DEPS = libsqlite3-dev sqlite3 python3
+deps:
+	@missing=""; for p in $(DEPS) $(EXTRA_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing Debian packages:$$missing"; echo "run: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+
+check-python:
+	@test -n "$(PYTHON)" || { echo "no python3 with sqlite3 extension loading found:" \
+	  "install Debian's python3 (apt-get install python3) or set PYTHON=..."; exit 1; }
+
+demo: deps rnn.so
+	rm -f demo.db
+	sqlite3 demo.db < sql/demo.sql
+
+test: deps check-python rnn.so
+	$(PYTHON) tests/run.py
+
+clean:
+	rm -rf build rnn.so demo.db
+
+.PHONY: all deps check-python demo test clean

@@ -1,0 +1,216 @@
+/*
+** cells.c: one step of every cell, the output head, and the choice of CPU path.
+** Pure C: no SQLite types (see cells.h). The dense loops live in kern_body.h;
+** what is here is O(H) per step and identical on every path.
+**
+** Rules kept:
+**  1. Formulas and gate order are PyTorch's; GRU keeps b_hn inside r*(...), and
+**     h' = (h - n)*z + n as ATen writes it.
+**  2. Stacked layers read the new h of the layer below in the same step.
+**  3. A step never allocates: all scratch is carved from the state's one block.
+*/
+#include "cells.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int imax(int a, int b) { return a > b ? a : b; }
+
+size_t rnn_state_floats(const rnn_net *n) {
+  size_t wide = (size_t)imax(imax(n->ldg, n->ldp), imax(n->ldo, n->n_in + n->hout + RNN_LANES));
+  return (size_t)n->layers * (size_t)n->hout      /* h */
+       + (size_t)n->layers * (size_t)n->hidden    /* c */
+       + (size_t)n->ldo                           /* y */
+       + wide * 4;                                /* x, gi, gh, hn */
+}
+
+void rnn_state_init(const rnn_net *n, rnn_state *st, float *mem) {
+  size_t wide = (size_t)imax(imax(n->ldg, n->ldp), imax(n->ldo, n->n_in + n->hout + RNN_LANES));
+  st->h = mem;
+  mem += (size_t)n->layers * (size_t)n->hout;
+  st->c = mem;
+  mem += (size_t)n->layers * (size_t)n->hidden;
+  st->y = mem;
+  mem += n->ldo;
+  st->x = mem;
+  st->gi = mem + wide;
+  st->gh = mem + 2 * wide;
+  st->hn = mem + 3 * wide;
+  rnn_state_reset(n, st);
+}
+
+void rnn_state_reset(const rnn_net *n, rnn_state *st) {
+  memset(st->h, 0, sizeof(float) * (size_t)n->layers * (size_t)n->hout);
+  memset(st->c, 0, sizeof(float) * (size_t)n->layers * (size_t)n->hidden);
+  memset(st->y, 0, sizeof(float) * (size_t)n->ldo);
+  st->steps = 0;
+}
+
+static void standardise(const rnn_net *n, const float *x, float *out) {
+  for (int i = 0; i < n->n_in; i++) {
+    float v = x[i];
+    if (n->in_mean) v = v - n->in_mean[i];
+    if (n->in_std) v = v / n->in_std[i];
+    out[i] = v;
+  }
+}
+
+static void seed_step(const rnn_net *n, rnn_state *st, const float *x) {
+  const rnn_dir *d = &n->layer[0].dir[0];
+  const int H = n->hidden;
+  float *xh = st->x; /* cat(x_t, h_{t-1}) */
+  standardise(n, x, xh);
+  memcpy(xh + n->n_in, st->h, sizeof(float) * (size_t)H);
+  memcpy(st->gi, d->bih, sizeof(float) * (size_t)n->ldg);
+  n->k->gemv_t(st->gi, d->wih, n->ldg, xh, n->n_in + H, n->ldg);
+  memcpy(st->y, n->seed_ob, sizeof(float) * (size_t)n->ldo);
+  n->k->gemv_t(st->y, n->seed_o, n->ldo, xh, n->n_in + H, n->ldo);
+  switch (n->hidden_act) {
+    case ACT_TANH: n->k->tanh(st->gi, H); break;
+    case ACT_SIGMOID: n->k->sigmoid(st->gi, H); break;
+    case ACT_RELU:
+      for (int j = 0; j < H; j++) st->gi[j] = st->gi[j] > 0.0f ? st->gi[j] : 0.0f;
+      break;
+    default: break;
+  }
+  memcpy(st->h, st->gi, sizeof(float) * (size_t)H);
+}
+
+void rnn_step(const rnn_net *n, rnn_state *st, const float *x) {
+  const int H = n->hidden, hout = n->hout;
+  st->steps++;
+  if (n->cell == CELL_SEED) {
+    seed_step(n, st, x);
+    return;
+  }
+  standardise(n, x, st->x);
+  for (int l = 0; l < n->layers; l++) {
+    const rnn_layer *L = &n->layer[l];
+    const rnn_dir *d = &L->dir[0];
+    const float *in = l == 0 ? st->x : st->h + (size_t)(l - 1) * hout;
+    float *h = st->h + (size_t)l * hout;
+    float *gi = st->gi, *gh = st->gh;
+    memcpy(gi, d->bih, sizeof(float) * (size_t)n->ldg);
+    n->k->gemv_t(gi, d->wih, n->ldg, in, L->in, n->ldg);
+    memcpy(gh, d->bhh, sizeof(float) * (size_t)n->ldg);
+    n->k->gemv_t(gh, d->whh, n->ldg, h, hout, n->ldg);
+    switch (n->cell) {
+      case CELL_RNN_TANH:
+        for (int j = 0; j < H; j++) gi[j] = gi[j] + gh[j];
+        n->k->tanh(gi, H);
+        memcpy(h, gi, sizeof(float) * (size_t)H);
+        break;
+      case CELL_RNN_RELU:
+        for (int j = 0; j < H; j++) {
+          float v = gi[j] + gh[j];
+          h[j] = v > 0.0f ? v : 0.0f;
+        }
+        break;
+      case CELL_LSTM: {
+        float *c = st->c + (size_t)l * H;
+        for (int j = 0; j < 4 * H; j++) gi[j] = gi[j] + gh[j];
+        n->k->sigmoid(gi, 2 * H);          /* i, f */
+        n->k->tanh(gi + 2 * H, H);         /* g */
+        n->k->sigmoid(gi + 3 * H, H);      /* o */
+        for (int j = 0; j < H; j++) c[j] = gi[H + j] * c[j] + gi[j] * gi[2 * H + j];
+        memcpy(gh, c, sizeof(float) * (size_t)H);
+        n->k->tanh(gh, H);
+        if (d->whr) {
+          for (int j = 0; j < H; j++) gh[j] = gi[3 * H + j] * gh[j];
+          memset(st->hn, 0, sizeof(float) * (size_t)n->ldp);
+          n->k->gemv_t(st->hn, d->whr, n->ldp, gh, H, n->ldp);
+          memcpy(h, st->hn, sizeof(float) * (size_t)hout);
+        } else {
+          for (int j = 0; j < H; j++) h[j] = gi[3 * H + j] * gh[j];
+        }
+        break;
+      }
+      case CELL_GRU: {
+        for (int j = 0; j < 2 * H; j++) gi[j] = gi[j] + gh[j];
+        n->k->sigmoid(gi, 2 * H);          /* r, z */
+        for (int j = 0; j < H; j++) gi[2 * H + j] = gi[2 * H + j] + gi[j] * gh[2 * H + j];
+        n->k->tanh(gi + 2 * H, H);         /* n */
+        for (int j = 0; j < H; j++) {
+          float nn = gi[2 * H + j];
+          h[j] = (h[j] - nn) * gi[H + j] + nn;
+        }
+        break;
+      }
+      default: break;
+    }
+  }
+}
+
+const float *rnn_last_hidden(const rnn_net *n, const rnn_state *st) {
+  return st->h + (size_t)(n->layers - 1) * n->hout;
+}
+
+void rnn_output(const rnn_net *n, const rnn_state *st, float *out, float *scratch) {
+  const int O = n->n_out;
+  if (n->cell == CELL_SEED) {
+    memcpy(scratch, st->y, sizeof(float) * (size_t)O);
+  } else if (n->head_w) {
+    memcpy(scratch, n->head_b, sizeof(float) * (size_t)n->ldo);
+    n->k->gemv_t(scratch, n->head_w, n->ldo, rnn_last_hidden(n, st), n->hout, n->ldo);
+  } else {
+    memcpy(scratch, rnn_last_hidden(n, st), sizeof(float) * (size_t)O);
+  }
+  switch (n->out_act) {
+    case ACT_SIGMOID: n->k->sigmoid(scratch, O); break;
+    case ACT_TANH: n->k->tanh(scratch, O); break;
+    case ACT_SOFTMAX:
+    case ACT_LOG_SOFTMAX: {
+      /* libm here is fine: this runs once per output, on every path alike */
+      float mx = scratch[0];
+      for (int i = 1; i < O; i++) mx = scratch[i] > mx ? scratch[i] : mx;
+      double sum = 0.0;
+      for (int i = 0; i < O; i++) sum += exp((double)scratch[i] - mx);
+      for (int i = 0; i < O; i++) {
+        double z = (double)scratch[i] - mx;
+        scratch[i] = n->out_act == ACT_SOFTMAX ? (float)(exp(z) / sum) : (float)(z - log(sum));
+      }
+      break;
+    }
+    default: break;
+  }
+  for (int i = 0; i < O; i++) {
+    float v = scratch[i];
+    if (n->out_std) v = v * n->out_std[i];
+    if (n->out_mean) v = v + n->out_mean[i];
+    out[i] = v;
+  }
+}
+
+/* CPU-path choice. A pure function of the CPU and the environment, read per model
+** load, so there is no process-global state to guard. */
+static int supported(const rnn_kernels *k) {
+  if (!k->gemv_t) return 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (k == &rnn_kernels_avx512) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+  }
+  if (k == &rnn_kernels_avx2) {
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+#endif
+  return k == &rnn_kernels_scalar;
+}
+
+const rnn_kernels *rnn_kernels_named(const char *name) {
+  const rnn_kernels *all[] = {&rnn_kernels_avx512, &rnn_kernels_avx2, &rnn_kernels_scalar};
+  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+    if (strcmp(all[i]->name, name) == 0) return supported(all[i]) ? all[i] : NULL;
+  }
+  return NULL;
+}
+
+const rnn_kernels *rnn_kernels_pick(void) {
+  const char *force = getenv("SQLITE_RNN_KERNEL");
+  if (force && *force) {
+    const rnn_kernels *k = rnn_kernels_named(force);
+    if (k) return k;
+  }
+  if (supported(&rnn_kernels_avx512)) return &rnn_kernels_avx512;
+  if (supported(&rnn_kernels_avx2)) return &rnn_kernels_avx2;
+  return &rnn_kernels_scalar;
+}

@@ -1,0 +1,105 @@
+/*
+** cells.h: the recurrent cells as pure C (no SQLite types), so they can be unit
+** tested and benchmarked alone. The model loader (model.c) fills an rnn_net; the
+** SQL layers drive it through rnn_state.
+**
+** Formulas are PyTorch's (nn.RNN, nn.LSTM, nn.GRU docs), gate order as PyTorch
+** stores them: LSTM i,f,g,o; GRU r,z,n. The tutorial ("seed") cell computes
+**   hidden_t = act_h(i2h(cat(x_t, h_{t-1}))),  output_t = i2o(cat(x_t, h_{t-1})).
+*/
+#ifndef RNN_CELLS_H
+#define RNN_CELLS_H
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CELL_RNN_TANH, CELL_RNN_RELU, CELL_LSTM, CELL_GRU, CELL_SEED };
+enum { ACT_NONE, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_LOG_SOFTMAX, ACT_RELU };
+
+/* Weight matrices are stored transposed, [in][ld] with ld a multiple of RNN_LANES
+** and zero padding, so the hot loop is a contiguous vector FMA over outputs and
+** every output sums its terms in the same order on every CPU path. */
+#define RNN_LANES 16
+
+typedef struct rnn_dir {
+  const float *wih;   /* [in][ldg]  W_ih^T (seed: i2h.weight^T, in = I+H) */
+  const float *whh;   /* [hin][ldg] W_hh^T, hin = proj ? proj : H (seed: unused) */
+  const float *bih;   /* [ldg] b_ih, zeros when the model has no bias */
+  const float *bhh;   /* [ldg] b_hh, zeros when the model has no bias */
+  const float *whr;   /* [H][ldp] LSTM projection W_hr^T, NULL without proj_size */
+} rnn_dir;
+
+typedef struct rnn_layer {
+  int in;             /* input width: I for layer 0, else dirs * hout */
+  rnn_dir dir[2];     /* [1] used only by bidirectional models */
+} rnn_layer;
+
+struct rnn_kernels;
+
+typedef struct rnn_net {
+  int cell;           /* CELL_* */
+  int layers;         /* 1..RNN_MAX_LAYERS */
+  int dirs;           /* 1 or 2 */
+  int n_in;           /* I: features per step */
+  int hidden;         /* H */
+  int proj;           /* LSTM proj_size, 0 if none */
+  int hout;           /* width of h: proj ? proj : H */
+  int gates;          /* G: 1 RNN, 3 GRU, 4 LSTM, 1 seed */
+  int ldg;            /* G*H rounded up to RNN_LANES */
+  int ldp;            /* proj rounded up to RNN_LANES */
+  int n_out;          /* O: outputs per step */
+  int ldo;            /* O rounded up to RNN_LANES */
+  int hidden_act;     /* seed cell: ACT_NONE/TANH/RELU/SIGMOID */
+  int out_act;        /* ACT_* applied to the head output */
+  rnn_layer *layer;   /* [layers] */
+  const float *head_w;   /* [hout*dirs][ldo] head Linear weight^T, or NULL (output = h) */
+  const float *head_b;   /* [ldo] zeros if no bias */
+  const float *seed_o;   /* seed: [I+H][ldo] i2o.weight^T */
+  const float *seed_ob;  /* seed: [ldo] i2o.bias or zeros */
+  const float *in_mean, *in_std;    /* [I] or NULL */
+  const float *out_mean, *out_std;  /* [O] or NULL */
+  const struct rnn_kernels *k;      /* chosen CPU path, see rnn_kernels_pick */
+} rnn_net;
+
+/* The per-sequence state: one allocation of rnn_state_floats() floats, carved by
+** rnn_state_init. Holds h and c for every layer (forward direction), the seed
+** cell's last output and the scratch the step needs, so a step never allocates. */
+typedef struct rnn_state {
+  float *h;           /* [layers][hout] */
+  float *c;           /* [layers][H] (LSTM) */
+  float *y;           /* [ldo] seed: last i2o output */
+  float *x;           /* [max(I, ldg)] standardised input / layer input copy */
+  float *gi, *gh;     /* [ldg] gate pre-activations */
+  float *hn;          /* [max(hout, H)] new h before it is copied back */
+  int64_t steps;      /* steps taken since reset */
+} rnn_state;
+
+size_t rnn_state_floats(const rnn_net *net);
+void rnn_state_init(const rnn_net *net, rnn_state *st, float *mem);
+void rnn_state_reset(const rnn_net *net, rnn_state *st);
+/* Advance by one step with raw (unstandardised) features x[0..I). */
+void rnn_step(const rnn_net *net, rnn_state *st, const float *x);
+/* Model output after the steps taken: activation(head(h)) * std + mean, into
+** out[0..O). scratch holds at least ldo floats. Undefined before the first step. */
+void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scratch);
+/* The last layer's hidden state (hout floats). */
+const float *rnn_last_hidden(const rnn_net *net, const rnn_state *st);
+
+/* CPU paths. Every path computes bit-identical results: same operations, same
+** order, FMA exactly where the source says fmaf (see kern_body.h). */
+typedef struct rnn_kernels {
+  const char *name;
+  /* y[0..m) += sum_k w[k*ld + j] * x[k], k ascending; m a multiple of RNN_LANES */
+  void (*gemv_t)(float *y, const float *w, int ld, const float *x, int n, int m);
+  void (*sigmoid)(float *y, int n);
+  void (*tanh)(float *y, int n);
+} rnn_kernels;
+
+/* The fastest path this CPU supports, or the one named by the environment
+** variable SQLITE_RNN_KERNEL (scalar, avx2, avx512) when it is supported. */
+const rnn_kernels *rnn_kernels_pick(void);
+const rnn_kernels *rnn_kernels_named(const char *name);  /* NULL if unsupported */
+
+extern const rnn_kernels rnn_kernels_scalar;
+extern const rnn_kernels rnn_kernels_avx2;
+extern const rnn_kernels rnn_kernels_avx512;
+#endif

@@ -1,0 +1,356 @@
+/*
+** json.c: a strict JSON reader for safetensors headers (and the JSON arrays that
+** metadata values hold).
+**
+** Why not SQLite's json_each(): the header must be read inside the model loader,
+** which is pure C, fuzzed on its own and called before any statement exists; calling
+** back into SQL from there would add nested-statement hazards for a 10 KB string.
+**
+** Rules kept:
+**  1. RFC 8259 grammar exactly: no comments, no trailing commas, no NaN/Infinity,
+**     no leading zeros, nothing but whitespace after the root value.
+**  2. Strings: \uXXXX escapes (including surrogate pairs) are decoded to UTF-8, as
+**     Python's json.dumps writes non-ASCII text; raw bytes must be valid UTF-8;
+**     control characters must be escaped; a lone surrogate is an error.
+**  3. Numbers are converted without the C library's locale-dependent strtod; plain
+**     non-negative integers below 2^63 are also kept exactly (shapes, offsets).
+**  4. Nesting is limited to RJ_MAX_DEPTH, an array to RJ_MAX_ITEMS and an object to
+**     RJ_MAX_KEYS (keys are checked for duplicates pairwise); memory is bounded by the input length.
+**  5. Duplicate keys in one object are an error (safetensors names must be unique).
+*/
+#include "json.h"
+#include "sqlite3ext.h"
+SQLITE_EXTENSION_INIT3
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct rj_parser {
+  const unsigned char *z;
+  size_t n, i;
+  rj_doc *doc;
+  char *err;
+  size_t errlen;
+  int oom;
+} rj_parser;
+
+static int rj_fail(rj_parser *p, const char *what) {
+  if (p->err && p->errlen) {
+    snprintf(p->err, p->errlen, "%s at byte %llu", what, (unsigned long long)p->i);
+  }
+  return -1;
+}
+
+static void rj_ws(rj_parser *p) {
+  while (p->i < p->n) {
+    unsigned char c = p->z[p->i];
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+    p->i++;
+  }
+}
+
+static int rj_new_node(rj_parser *p, rj_type t) {
+  rj_doc *d = p->doc;
+  if (d->n_nodes == d->cap_nodes) {
+    int cap = d->cap_nodes ? d->cap_nodes * 2 : 64;
+    rj_node *nn = sqlite3_realloc64(d->nodes, (sqlite3_uint64)cap * sizeof(rj_node));
+    if (!nn) { p->oom = 1; return -1; }
+    d->nodes = nn;
+    d->cap_nodes = cap;
+  }
+  rj_node *x = &d->nodes[d->n_nodes];
+  memset(x, 0, sizeof(*x));
+  x->type = t;
+  x->child = -1;
+  x->next = -1;
+  return d->n_nodes++;
+}
+
+static int rj_hex4(rj_parser *p, unsigned *out) {
+  unsigned v = 0;
+  if (p->n - p->i < 4) return -1;
+  for (int k = 0; k < 4; k++) {
+    unsigned char c = p->z[p->i + k];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= c - '0';
+    else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+    else return -1;
+  }
+  p->i += 4;
+  *out = v;
+  return 0;
+}
+
+static void rj_put_utf8(char *o, size_t *k, unsigned cp) {
+  if (cp < 0x80) {
+    o[(*k)++] = (char)cp;
+  } else if (cp < 0x800) {
+    o[(*k)++] = (char)(0xC0 | (cp >> 6));
+    o[(*k)++] = (char)(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    o[(*k)++] = (char)(0xE0 | (cp >> 12));
+    o[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[(*k)++] = (char)(0x80 | (cp & 0x3F));
+  } else {
+    o[(*k)++] = (char)(0xF0 | (cp >> 18));
+    o[(*k)++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[(*k)++] = (char)(0x80 | (cp & 0x3F));
+  }
+}
+
+/* Length of the valid UTF-8 sequence at z[0..n), or 0 if invalid. */
+static int rj_utf8_len(const unsigned char *z, size_t n) {
+  unsigned c = z[0];
+  int len;
+  unsigned cp, min;
+  if (c < 0x80) return 1;
+  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+  else return 0;
+  if ((size_t)len > n) return 0;
+  for (int k = 1; k < len; k++) {
+    if ((z[k] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (z[k] & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return len;
+}
+
+/* Parse a string starting at the opening quote into the pool. */
+static int rj_string(rj_parser *p) {
+  int id = rj_new_node(p, RJ_STRING);
+  if (id < 0) return -1;
+  char *o = p->doc->pool + p->doc->pool_used;
+  size_t k = 0;
+  p->i++; /* opening quote */
+  for (;;) {
+    if (p->i >= p->n) return rj_fail(p, "unterminated string");
+    unsigned char c = p->z[p->i];
+    if (c == '"') { p->i++; break; }
+    if (c < 0x20) return rj_fail(p, "control character in string");
+    if (c == '\\') {
+      p->i++;
+      if (p->i >= p->n) return rj_fail(p, "unterminated string");
+      c = p->z[p->i++];
+      switch (c) {
+        case '"': o[k++] = '"'; break;
+        case '\\': o[k++] = '\\'; break;
+        case '/': o[k++] = '/'; break;
+        case 'b': o[k++] = '\b'; break;
+        case 'f': o[k++] = '\f'; break;
+        case 'n': o[k++] = '\n'; break;
+        case 'r': o[k++] = '\r'; break;
+        case 't': o[k++] = '\t'; break;
+        case 'u': {
+          unsigned cp, lo;
+          if (rj_hex4(p, &cp)) return rj_fail(p, "bad \\u escape");
+          if (cp >= 0xDC00 && cp <= 0xDFFF) return rj_fail(p, "lone low surrogate in \\u escape");
+          if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (p->n - p->i < 2 || p->z[p->i] != '\\' || p->z[p->i + 1] != 'u')
+              return rj_fail(p, "lone high surrogate in \\u escape");
+            p->i += 2;
+            if (rj_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+              return rj_fail(p, "bad surrogate pair in \\u escape");
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          }
+          if (cp == 0) return rj_fail(p, "NUL character in string");
+          rj_put_utf8(o, &k, cp);
+          break;
+        }
+        default: return rj_fail(p, "bad escape in string");
+      }
+    } else {
+      int len = rj_utf8_len(p->z + p->i, p->n - p->i);
+      if (!len) return rj_fail(p, "invalid UTF-8 in string");
+      memcpy(o + k, p->z + p->i, (size_t)len);
+      k += (size_t)len;
+      p->i += (size_t)len;
+    }
+  }
+  o[k] = 0;
+  /* decoded text is never longer than its source, so the pool (sized to the
+  ** input) cannot overflow */
+  p->doc->pool_used += k + 1;
+  rj_node *x = &p->doc->nodes[id];
+  x->str = o;
+  x->n = (int)k;
+  return id;
+}
+
+static int rj_number(rj_parser *p) {
+  int id = rj_new_node(p, RJ_NUMBER);
+  if (id < 0) return -1;
+  size_t s = p->i;
+  int neg = 0, frac = 0, digits = 0;
+  uint64_t mant = 0;
+  int dropped = 0; /* significant digits beyond 19, folded into the exponent */
+  long exp10 = 0;
+  if (p->z[p->i] == '-') { neg = 1; p->i++; }
+  if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rj_fail(p, "bad number");
+  if (p->z[p->i] == '0' && p->i + 1 < p->n && p->z[p->i + 1] >= '0' && p->z[p->i + 1] <= '9')
+    return rj_fail(p, "leading zero in number");
+  while (p->i < p->n && p->z[p->i] >= '0' && p->z[p->i] <= '9') {
+    if (digits < 19) mant = mant * 10 + (uint64_t)(p->z[p->i] - '0');
+    else dropped++;
+    if (mant) digits++;
+    p->i++;
+  }
+  if (p->i < p->n && p->z[p->i] == '.') {
+    frac = 1;
+    p->i++;
+    if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rj_fail(p, "bad number");
+    while (p->i < p->n && p->z[p->i] >= '0' && p->z[p->i] <= '9') {
+      if (digits < 19) { mant = mant * 10 + (uint64_t)(p->z[p->i] - '0'); exp10--; }
+      if (mant) digits++;
+      p->i++;
+    }
+  }
+  if (p->i < p->n && (p->z[p->i] == 'e' || p->z[p->i] == 'E')) {
+    int eneg = 0;
+    long e = 0;
+    frac = 1;
+    p->i++;
+    if (p->i < p->n && (p->z[p->i] == '+' || p->z[p->i] == '-')) eneg = p->z[p->i++] == '-';
+    if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rj_fail(p, "bad number");
+    while (p->i < p->n && p->z[p->i] >= '0' && p->z[p->i] <= '9') {
+      if (e < 100000) e = e * 10 + (p->z[p->i] - '0');
+      p->i++;
+    }
+    exp10 += eneg ? -e : e;
+  }
+  exp10 += dropped;
+  /* Scale in long double: exact for the integers a header holds, within an
+  ** ulp of double otherwise, which is far below the float32 the model uses. */
+  long double v = (long double)mant;
+  long double base = 10.0L, scale = 1.0L;
+  long e = exp10 < 0 ? -exp10 : exp10;
+  if (e > 400) e = 400;
+  while (e) {
+    if (e & 1) scale *= base;
+    base *= base;
+    e >>= 1;
+  }
+  v = exp10 < 0 ? v / scale : v * scale;
+  rj_node *x = &p->doc->nodes[id];
+  x->num = (double)(neg ? -v : v);
+  if (!neg && !frac && p->i - s <= 18) {
+    x->is_uint = 1;
+    x->u = mant;
+  }
+  return id;
+}
+
+static int rj_value(rj_parser *p, int depth);
+
+static int rj_container(rj_parser *p, int depth, int is_obj) {
+  int id = rj_new_node(p, is_obj ? RJ_OBJECT : RJ_ARRAY);
+  if (id < 0) return -1;
+  int last = -1, count = 0;
+  char close = is_obj ? '}' : ']';
+  if (depth >= RJ_MAX_DEPTH) return rj_fail(p, "nesting too deep");
+  p->i++;
+  rj_ws(p);
+  if (p->i < p->n && p->z[p->i] == close) {
+    p->i++;
+    return id;
+  }
+  for (;;) {
+    int k = -1, v;
+    rj_ws(p);
+    if (count >= (is_obj ? RJ_MAX_KEYS : RJ_MAX_ITEMS)) {
+      return rj_fail(p, is_obj ? "too many keys in one object" : "too many items in one array");
+    }
+    if (is_obj) {
+      if (p->i >= p->n || p->z[p->i] != '"') return rj_fail(p, "expected a string key");
+      k = rj_string(p);
+      if (k < 0) return -1;
+      /* rule 5: keys are few in a header, so a linear scan is fine */
+      for (int c = p->doc->nodes[id].child; c >= 0; c = p->doc->nodes[p->doc->nodes[c].next].next) {
+        if (strcmp(p->doc->nodes[c].str, p->doc->nodes[k].str) == 0) {
+          return rj_fail(p, "duplicate key");
+        }
+      }
+      rj_ws(p);
+      if (p->i >= p->n || p->z[p->i] != ':') return rj_fail(p, "expected ':'");
+      p->i++;
+    }
+    v = rj_value(p, depth + 1);
+    if (v < 0) return -1;
+    rj_node *nodes = p->doc->nodes;
+    int first = is_obj ? k : v;
+    if (is_obj) nodes[k].next = v;
+    if (last < 0) nodes[id].child = first;
+    else nodes[last].next = first;
+    last = v;
+    count++;
+    rj_ws(p);
+    if (p->i < p->n && p->z[p->i] == ',') { p->i++; continue; }
+    if (p->i < p->n && p->z[p->i] == close) { p->i++; break; }
+    return rj_fail(p, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+  }
+  p->doc->nodes[id].n = count;
+  return id;
+}
+
+static int rj_literal(rj_parser *p, const char *word, rj_type t) {
+  size_t len = strlen(word);
+  if (p->n - p->i < len || memcmp(p->z + p->i, word, len) != 0) return rj_fail(p, "unexpected character");
+  p->i += len;
+  return rj_new_node(p, t);
+}
+
+static int rj_value(rj_parser *p, int depth) {
+  rj_ws(p);
+  if (p->i >= p->n) return rj_fail(p, "unexpected end of text");
+  switch (p->z[p->i]) {
+    case '{': return rj_container(p, depth, 1);
+    case '[': return rj_container(p, depth, 0);
+    case '"': return rj_string(p);
+    case 't': return rj_literal(p, "true", RJ_TRUE);
+    case 'f': return rj_literal(p, "false", RJ_FALSE);
+    case 'n': return rj_literal(p, "null", RJ_NULL);
+    default:
+      if (p->z[p->i] == '-' || (p->z[p->i] >= '0' && p->z[p->i] <= '9')) return rj_number(p);
+      return rj_fail(p, "unexpected character");
+  }
+}
+
+int rj_parse(const char *z, size_t n, rj_doc *doc, char *err, size_t errlen) {
+  rj_parser p;
+  memset(doc, 0, sizeof(*doc));
+  memset(&p, 0, sizeof(p));
+  p.z = (const unsigned char *)z;
+  p.n = n;
+  p.doc = doc;
+  p.err = err;
+  p.errlen = errlen;
+  doc->pool = sqlite3_malloc64(n + 1);
+  if (!doc->pool) return 2;
+  if (rj_value(&p, 0) < 0) goto fail;
+  rj_ws(&p);
+  if (p.i != p.n) {
+    rj_fail(&p, "trailing characters after JSON value");
+    goto fail;
+  }
+  return 0;
+fail:
+  rj_free(doc);
+  return p.oom ? 2 : 1;
+}
+
+void rj_free(rj_doc *doc) {
+  sqlite3_free(doc->nodes);
+  sqlite3_free(doc->pool);
+  memset(doc, 0, sizeof(*doc));
+}
+
+int rj_get(const rj_doc *doc, int obj, const char *key) {
+  if (obj < 0 || doc->nodes[obj].type != RJ_OBJECT) return -1;
+  for (int c = doc->nodes[obj].child; c >= 0; c = doc->nodes[doc->nodes[c].next].next) {
+    if (strcmp(doc->nodes[c].str, key) == 0) return doc->nodes[c].next;
+  }
+  return -1;
+}

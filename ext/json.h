@@ -1,0 +1,48 @@
+/*
+** json.h: a strict, bounded JSON reader for safetensors headers and metadata values.
+** See json.c for the rules it keeps.
+*/
+#ifndef RNN_JSON_H
+#define RNN_JSON_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  RJ_NULL, RJ_FALSE, RJ_TRUE, RJ_NUMBER, RJ_STRING, RJ_ARRAY, RJ_OBJECT
+} rj_type;
+
+/* One parsed value. Children of arrays and objects are linked through `next`;
+** an object's children alternate key (a string), value. */
+typedef struct rj_node {
+  rj_type type;
+  int n;            /* ARRAY: element count; OBJECT: pair count; STRING: bytes */
+  int child;        /* index of the first child, -1 if none */
+  int next;         /* index of the next sibling, -1 if last */
+  int is_uint;      /* NUMBER written as a plain non-negative integer < 2^63 */
+  uint64_t u;       /* its value when is_uint */
+  double num;       /* NUMBER value */
+  const char *str;  /* STRING: decoded UTF-8, NUL-terminated, owned by the doc pool */
+} rj_node;
+
+/* A parsed document. nodes[0] is the root. Free with rj_free(). */
+typedef struct rj_doc {
+  rj_node *nodes;   /* owned; sqlite3_malloc64 */
+  int n_nodes;
+  int cap_nodes;
+  char *pool;       /* decoded strings; owned; sqlite3_malloc64 */
+  size_t pool_used;
+} rj_doc;
+
+#define RJ_MAX_DEPTH 16
+#define RJ_MAX_ITEMS 1000000
+#define RJ_MAX_KEYS 4096
+
+/* Parse z[0..n). Returns 0 on success; on failure returns 1 and writes a
+** message (no trailing period) into err, or 2 on out of memory. */
+int rj_parse(const char *z, size_t n, rj_doc *doc, char *err, size_t errlen);
+void rj_free(rj_doc *doc);
+
+/* Object lookup: the value node index for key, or -1. */
+int rj_get(const rj_doc *doc, int obj, const char *key);
+
+#endif

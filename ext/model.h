@@ -1,0 +1,38 @@
+/*
+** model.h: a parsed, validated model (see model.c for the format rules).
+*/
+#ifndef RNN_MODEL_H
+#define RNN_MODEL_H
+#include "cells.h"
+
+/* Limits, checked before any allocation they size (see README "Limits"). */
+#define RNN_MAX_HEADER   (64u << 20)   /* safetensors JSON header bytes */
+#define RNN_MAX_TENSORS  4096
+#define RNN_MAX_LAYERS   64
+#define RNN_MAX_HIDDEN   8192
+#define RNN_MAX_INPUT    65536
+#define RNN_MAX_OUTPUT   65536
+#define RNN_MAX_PARAMS   (1u << 27)    /* float32 values after padding: 512 MiB */
+#define RNN_MAX_NAME     256           /* tensor name bytes */
+
+typedef struct rnn_model {
+  rnn_net net;            /* numbers and weight pointers into `arena` */
+  rnn_layer *layers;      /* [net.layers]; owned; net.layer points here */
+  float *arena;           /* every weight, 64-byte aligned blocks; owned */
+  void *arena_raw;        /* the allocation behind arena; owned */
+  char *info;             /* rnn_info() JSON text; owned (sqlite3_malloc) */
+  int n_meta;             /* __metadata__ pairs kept for later use */
+  char **meta_key;        /* [n_meta] into meta_block; owned via meta_block */
+  char **meta_val;
+  char *meta_block;       /* one allocation holding the arrays and strings above */
+  int64_t n_params;       /* parameters as stored (before padding) */
+} rnn_model;
+
+/* Parse and validate a safetensors BLOB. On success *out owns a new model and
+** SQLITE_OK is returned. On failure *out is NULL and *err holds a message from
+** sqlite3_mprintf (caller frees), with SQLITE_ERROR, or SQLITE_NOMEM and no message. */
+int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **err);
+void rnn_model_free(rnn_model *m);
+/* The metadata value for key, or NULL. */
+const char *rnn_model_meta(const rnn_model *m, const char *key);
+#endif

@@ -1,0 +1,36 @@
+/*
+** registry.h: finding a model from a function argument, and the per-connection
+** cache of parsed models. See registry.c.
+*/
+#ifndef RNN_REGISTRY_H
+#define RNN_REGISTRY_H
+#include "model.h"
+#include "sqlite3ext.h"
+
+/* A parsed model shared by the cache and the statements using it. */
+typedef struct rnn_entry {
+  rnn_model *model;       /* owned */
+  unsigned char *blob;    /* copy of the BLOB it was parsed from; owned */
+  size_t len;
+  uint64_t hash;
+  uint64_t last_use;      /* cache clock at the last hit */
+  int refs;               /* cache slot + each user; freed at 0 */
+} rnn_entry;
+
+typedef struct rnn_conn rnn_conn;
+
+/* Per-connection state, created by sqlite3_rnn_init and shared by every function
+** registration (refcounted: SQLite calls each registration's destructor). */
+rnn_conn *rnn_conn_new(sqlite3 *db);
+void rnn_conn_ref(rnn_conn *c);
+void rnn_conn_unref(void *c);
+
+/* Resolve argument `arg` (a model BLOB or a name in rnn_models) for function
+** `fname` ("rnn_predict"). On success returns a referenced entry; on failure
+** sets the SQL error on ctx and returns NULL. */
+rnn_entry *rnn_resolve(sqlite3_context *ctx, sqlite3_value *arg, const char *fname);
+void rnn_entry_release(rnn_entry *e);
+
+/* JSON counters for rnn_cache_stats(). sqlite3_malloc'd, NULL on OOM. */
+char *rnn_cache_stats_json(rnn_conn *c);
+#endif

@@ -1,0 +1,373 @@
+/*
+** window.c: rnn_predict() and rnn_hidden() as aggregate window functions.
+**
+**   SELECT t, v, rnn_predict('sensor', v) OVER (PARTITION BY device ORDER BY t)
+**   FROM readings;
+**   SELECT device, rnn_hidden('sensor', v) OVER w ...;   -- float32 BLOB
+**
+** rnn_predict returns the model output after the rows of the frame (REAL for one
+** output, else a JSON array); rnn_hidden the last layer's hidden state as a
+** little-endian float32 BLOB (subtype 223, sqlite-vec's vector format).
+**
+** Rules kept:
+**  1. Running frames (starting UNBOUNDED PRECEDING, the default frame) advance
+**     the state once per row: O(1) model steps per row. SQLite never calls
+**     xInverse for them.
+**  2. Any other frame equals running the model over the frame's rows in order:
+**     inputs are kept in a FIFO (xStep pushes, xInverse pops the oldest, which
+**     is always the row SQLite removes), and once a row has left, xValue
+**     recomputes over the FIFO, O(frame) per row. Repeated xValue calls with no
+**     step in between reuse the last result.
+**  3. xValue never changes or frees state and works before any step; xFinal
+**     frees. An empty frame gives NULL.
+**  4. A row with any NULL feature is skipped (state unchanged), in xStep and
+**     xInverse alike, as SQL aggregates skip NULLs.
+**  5. Features must be INTEGER or REAL and finite in float32, and their number
+**     must match the model; the model argument must not change within a
+**     partition; bidirectional models are refused (a window cannot see the
+**     future). Errors name the function and the argument.
+**  6. The FIFO holds at most RNN_MAX_FRAME_BYTES of inputs. A running frame
+**     longer than that drops it and keeps going in O(1) memory; a sliding frame
+**     longer than that is an error.
+*/
+#include "registry.h"
+SQLITE_EXTENSION_INIT3
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#define RNN_MAX_FRAME_BYTES (64u << 20)
+#ifndef SQLITE_RESULT_SUBTYPE
+#define SQLITE_RESULT_SUBTYPE 0x001000000
+#endif
+#define RNN_SUBTYPE_F32 223   /* sqlite-vec's float32 vector subtype */
+#define RNN_SUBTYPE_JSON 74   /* SQLite's JSON subtype ('J') */
+
+typedef struct win {
+  rnn_entry *e;           /* model reference; released in xFinal */
+  const rnn_net *net;     /* e->model->net */
+  float *mem;             /* one block: state, output, row; owned */
+  rnn_state st;           /* running state, or the recompute state once sliding */
+  float *out;             /* [ldo] last output (scratch in rnn_output too) */
+  float *outs;            /* [ldo] scratch */
+  float *row;             /* [I] the row being stepped */
+  float *fifo;            /* [cap][I] buffered inputs; owned; NULL once dropped */
+  int64_t cap, head, count;
+  int dropped;            /* rule 6: the FIFO outgrew the limit and was freed */
+  char *name;             /* the model name of the first row, if TEXT; owned */
+  int name_len;
+  int sliding;            /* an xInverse came: values are recomputed */
+  int st_ok;              /* sliding: st was recomputed for the current frame */
+  int out_ok;             /* out holds the output for the current frame */
+  int64_t rows;           /* rows in the current frame (NULL rows excluded) */
+} win;
+
+static void error_fmt(sqlite3_context *ctx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = sqlite3_vmprintf(fmt, ap);
+  va_end(ap);
+  if (msg) {
+    sqlite3_result_error(ctx, msg, -1);
+    sqlite3_free(msg);
+  } else {
+    sqlite3_result_error_nomem(ctx);
+  }
+}
+
+static const char *const type_name[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
+
+/* Rules 4 and 5. Returns 1 if the row is to be used, 0 if skipped (a NULL
+** feature), -1 after setting an error. */
+static int read_row(sqlite3_context *ctx, const char *fn, int argc, sqlite3_value **argv, float *row) {
+  for (int i = 1; i < argc; i++) {
+    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return 0;
+  }
+  for (int i = 1; i < argc; i++) {
+    int t = sqlite3_value_type(argv[i]);
+    if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
+      error_fmt(ctx, "%s(): argument %d (feature %d) is %s, expected a number", fn, i + 1, i, type_name[t]);
+      return -1;
+    }
+    double d = sqlite3_value_double(argv[i]);
+    if (!(fabs(d) <= 3.4028234663852886e38)) {
+      error_fmt(ctx, "%s(): argument %d (feature %d) is %!.17g, expected a finite float32 number", fn, i + 1, i,
+                d);
+      return -1;
+    }
+    row[i - 1] = (float)d;
+  }
+  return 1;
+}
+
+/* First step of a partition: resolve the model and carve the state. */
+static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqlite3_value **argv) {
+  if (argc < 2) {
+    error_fmt(ctx, "%s(): expected a model and at least one feature", fn);
+    return -1;
+  }
+  rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
+  if (!e) return -1;
+  const rnn_net *net = &e->model->net;
+  if (net->dirs != 1) {
+    rnn_entry_release(e);
+    error_fmt(ctx, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
+                   "current one (score whole sequences instead)", fn);
+    return -1;
+  }
+  if (argc - 1 != net->n_in) {
+    rnn_entry_release(e);
+    error_fmt(ctx, "%s(): model expects %d feature%s, got %d", fn, net->n_in, net->n_in == 1 ? "" : "s", argc - 1);
+    return -1;
+  }
+  size_t nst = rnn_state_floats(net);
+  size_t total = nst + 2 * (size_t)net->ldo + (size_t)net->n_in;
+  w->mem = sqlite3_malloc64(total * sizeof(float));
+  if (!w->mem) {
+    rnn_entry_release(e);
+    sqlite3_result_error_nomem(ctx);
+    return -1;
+  }
+  rnn_state_init(net, &w->st, w->mem);
+  w->out = w->mem + nst;
+  w->outs = w->out + net->ldo;
+  w->row = w->outs + net->ldo;
+  w->e = e;
+  w->net = net;
+  return 0;
+}
+
+/* Rule 5: the model argument stays the same within a partition. */
+static int same_model(const win *w, sqlite3_value *arg) {
+  int t = sqlite3_value_type(arg);
+  if (t == SQLITE_TEXT && w->name) {
+    const unsigned char *z = sqlite3_value_text(arg);
+    return z && sqlite3_value_bytes(arg) == w->name_len && memcmp(z, w->name, (size_t)w->name_len) == 0;
+  }
+  if (t == SQLITE_BLOB && !w->name) {
+    int n = sqlite3_value_bytes(arg);
+    const void *p = sqlite3_value_blob(arg);
+    return (size_t)n == w->e->len && (n == 0 || (p && memcmp(p, w->e->blob, (size_t)n) == 0));
+  }
+  return 0;
+}
+
+static int fifo_push(win *w) {
+  const int I = w->net->n_in;
+  if (w->dropped) return 0;
+  if (w->count == w->cap) {
+    int64_t ncap = w->cap ? w->cap * 2 : 64;
+    if ((uint64_t)ncap * (uint64_t)I * sizeof(float) > RNN_MAX_FRAME_BYTES) {
+      if (w->sliding) return 1; /* the caller reports the limit */
+      /* Rule 6: a running frame does not need the FIFO; free it. */
+      sqlite3_free(w->fifo);
+      w->fifo = NULL;
+      w->dropped = 1;
+      return 0;
+    }
+    float *nf = sqlite3_malloc64((uint64_t)ncap * (uint64_t)I * sizeof(float));
+    if (!nf) return -1;
+    /* unroll the ring so it starts at 0 */
+    for (int64_t i = 0; i < w->count; i++) {
+      memcpy(nf + i * I, w->fifo + ((w->head + i) % w->cap) * I, sizeof(float) * (size_t)I);
+    }
+    sqlite3_free(w->fifo);
+    w->fifo = nf;
+    w->cap = ncap;
+    w->head = 0;
+  }
+  memcpy(w->fifo + ((w->head + w->count) % w->cap) * I, w->row, sizeof(float) * (size_t)I);
+  w->count++;
+  return 0;
+}
+
+static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const char *fn) {
+  win *w = sqlite3_aggregate_context(ctx, sizeof(win));
+  if (!w) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (!w->e) {
+    if (win_open(ctx, w, fn, argc, argv)) return;
+    if (sqlite3_value_type(argv[0]) == SQLITE_TEXT) {
+      w->name_len = sqlite3_value_bytes(argv[0]);
+      w->name = sqlite3_malloc64((size_t)w->name_len + 1);
+      if (!w->name) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+      }
+      memcpy(w->name, sqlite3_value_text(argv[0]), (size_t)w->name_len);
+    }
+  } else if (!same_model(w, argv[0])) {
+    error_fmt(ctx, "%s(): the model argument changed within a window partition", fn);
+    return;
+  }
+  int use = read_row(ctx, fn, argc, argv, w->row);
+  if (use <= 0) return;
+  int rc = fifo_push(w);
+  if (rc < 0) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (rc > 0) {
+    error_fmt(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+                   "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
+    return;
+  }
+  w->rows++;
+  w->st_ok = w->out_ok = 0;
+  if (!w->sliding) rnn_step(w->net, &w->st, w->row);
+}
+
+static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, const char *fn) {
+  win *w = sqlite3_aggregate_context(ctx, sizeof(win));
+  if (!w) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (!w->e) return; /* cannot happen: SQLite removes only rows it added */
+  for (int i = 1; i < argc; i++) {
+    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return; /* rule 4: it was skipped */
+  }
+  if (w->dropped) {
+    error_fmt(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+                   "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
+    return;
+  }
+  if (w->count == 0) return;
+  w->head = (w->head + 1) % w->cap;
+  w->count--;
+  w->rows--;
+  w->sliding = 1;
+  w->st_ok = w->out_ok = 0;
+}
+
+/* Bring st up to date with the frame. Returns 0 if the frame is empty. */
+static int win_compute(win *w) {
+  if (!w || !w->e || w->rows == 0) return 0;
+  if (w->sliding && !w->st_ok) {
+    const int I = w->net->n_in;
+    rnn_state_reset(w->net, &w->st);
+    for (int64_t i = 0; i < w->count; i++) {
+      rnn_step(w->net, &w->st, w->fifo + ((w->head + i) % w->cap) * I);
+    }
+    w->st_ok = 1;
+  }
+  return 1;
+}
+
+static void result_output(sqlite3_context *ctx, win *w) {
+  const rnn_net *net = w->net;
+  if (!w->out_ok) {
+    rnn_output(net, &w->st, w->out, w->outs);
+    w->out_ok = 1;
+  }
+  if (net->n_out == 1) {
+    sqlite3_result_double(ctx, (double)w->out[0]);
+    return;
+  }
+  sqlite3_str *s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
+  sqlite3_str_appendchar(s, 1, '[');
+  for (int i = 0; i < net->n_out; i++) {
+    if (i) sqlite3_str_appendchar(s, 1, ',');
+    if (isfinite(w->out[i])) sqlite3_str_appendf(s, "%!.9g", (double)w->out[i]);
+    else sqlite3_str_appendall(s, "null");
+  }
+  sqlite3_str_appendchar(s, 1, ']');
+  int rc = sqlite3_str_errcode(s);
+  int n = sqlite3_str_length(s);
+  char *z = sqlite3_str_finish(s);
+  if (rc == SQLITE_TOOBIG) {
+    sqlite3_free(z);
+    sqlite3_result_error_toobig(ctx);
+  } else if (rc != SQLITE_OK || !z) {
+    sqlite3_free(z);
+    sqlite3_result_error_nomem(ctx);
+  } else {
+    sqlite3_result_text(ctx, z, n, sqlite3_free);
+    sqlite3_result_subtype(ctx, RNN_SUBTYPE_JSON);
+  }
+}
+
+static void result_hidden(sqlite3_context *ctx, win *w) {
+  const rnn_net *net = w->net;
+  const float *h = rnn_last_hidden(net, &w->st);
+  unsigned char *b = sqlite3_malloc64((size_t)net->hout * 4);
+  if (!b) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  for (int i = 0; i < net->hout; i++) {
+    uint32_t u;
+    memcpy(&u, &h[i], 4);
+    b[4 * i] = (unsigned char)u;
+    b[4 * i + 1] = (unsigned char)(u >> 8);
+    b[4 * i + 2] = (unsigned char)(u >> 16);
+    b[4 * i + 3] = (unsigned char)(u >> 24);
+  }
+  sqlite3_result_blob(ctx, b, net->hout * 4, sqlite3_free);
+  sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
+}
+
+static void win_value_common(sqlite3_context *ctx, int hidden) {
+  win *w = sqlite3_aggregate_context(ctx, 0);
+  if (!win_compute(w)) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  if (hidden) result_hidden(ctx, w);
+  else result_output(ctx, w);
+}
+
+static void win_free(win *w) {
+  if (!w) return;
+  rnn_entry_release(w->e);
+  sqlite3_free(w->mem);
+  sqlite3_free(w->fifo);
+  sqlite3_free(w->name);
+  memset(w, 0, sizeof(*w));
+}
+
+static void predict_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_predict"); }
+static void predict_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_predict"); }
+static void predict_value(sqlite3_context *c) { win_value_common(c, 0); }
+static void predict_final(sqlite3_context *c) {
+  win_value_common(c, 0);
+  win_free(sqlite3_aggregate_context(c, 0));
+}
+static void hidden_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_hidden"); }
+static void hidden_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_hidden"); }
+static void hidden_value(sqlite3_context *c) { win_value_common(c, 1); }
+static void hidden_final(sqlite3_context *c) {
+  win_value_common(c, 1);
+  win_free(sqlite3_aggregate_context(c, 0));
+}
+
+int rnn_register_window(sqlite3 *db, rnn_conn *conn, char **pzErr) {
+  /* Flags: SQLITE_UTF8 only. Not DETERMINISTIC and not INNOCUOUS: a TEXT model
+  ** argument reads the rnn_models table, so the result depends on more than the
+  ** arguments. Not DIRECTONLY either, so that triggers and views of a trusted
+  ** schema may score rows; under trusted_schema=OFF SQLite refuses them there.
+  ** SQLITE_RESULT_SUBTYPE: the results carry the JSON / float32 subtypes. */
+  static const struct {
+    const char *name;
+    void (*step)(sqlite3_context *, int, sqlite3_value **);
+    void (*final)(sqlite3_context *);
+    void (*value)(sqlite3_context *);
+    void (*inverse)(sqlite3_context *, int, sqlite3_value **);
+  } fns[] = {
+    {"rnn_predict", predict_step, predict_final, predict_value, predict_inverse},
+    {"rnn_hidden", hidden_step, hidden_final, hidden_value, hidden_inverse},
+  };
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    rnn_conn_ref(conn);
+    int rc = sqlite3_create_window_function(db, fns[i].name, -1, SQLITE_UTF8 | SQLITE_RESULT_SUBTYPE, conn,
+                                            fns[i].step, fns[i].final, fns[i].value, fns[i].inverse,
+                                            rnn_conn_unref);
+    if (rc != SQLITE_OK) {
+      *pzErr = sqlite3_mprintf("cannot register %s(): %s", fns[i].name, sqlite3_errstr(rc));
+      return rc;
+    }
+  }
+  return SQLITE_OK;
+}
