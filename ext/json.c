@@ -270,7 +270,9 @@ static int rj_container(rj_parser *p, int depth, int is_obj) {
       /* rule 5: keys are few in a header, so a linear scan is fine */
       for (int c = p->doc->nodes[id].child; c >= 0; c = p->doc->nodes[p->doc->nodes[c].next].next) {
         if (strcmp(p->doc->nodes[c].str, p->doc->nodes[k].str) == 0) {
-          return rj_fail(p, "duplicate key");
+          char what[96];
+          snprintf(what, sizeof(what), "duplicate key '%.60s'", p->doc->nodes[k].str);
+          return rj_fail(p, what);
         }
       }
       rj_ws(p);

@@ -140,7 +140,6 @@ static rnn_entry *by_content(sqlite3_context *ctx, rnn_conn *c, const unsigned c
       char *msg = sqlite3_mprintf("%s(): invalid model%s: %s", fname, what, err);
       if (msg) {
         sqlite3_result_error(ctx, msg, -1);
-        sqlite3_result_error_code(ctx, SQLITE_CORRUPT);
       } else {
         sqlite3_result_error_nomem(ctx);
       }
