@@ -17,7 +17,8 @@
 **     database's SQLITE_FCNTL_DATA_VERSION plus sqlite3_total_changes64(), which
 **     together change on any commit (ours or another connection's) and on any
 **     change of ours. A memo entry is never written inside a write transaction,
-**     so a ROLLBACK cannot leave a memo of rolled-back bytes. On a memo miss the
+**     so a ROLLBACK cannot leave a memo of rolled-back bytes, and used only while
+**     a transaction is open (the versions refresh when a read starts). On a miss the
 **     row is read again (a prepared statement per lookup, never kept across
 **     calls: a kept statement would block sqlite3_close).
 **  4. Lookups re-entering the functions through the registry (a view or virtual
@@ -110,7 +111,7 @@ static void cache_trim(rnn_conn *c, rnn_entry *keep) {
       bytes += e->len;
       if (e != keep && (oldest < 0 || e->last_use < c->slot[oldest]->last_use)) oldest = i;
     }
-    if ((used < RNN_CACHE_MODELS && bytes <= RNN_CACHE_BYTES) || oldest < 0) return;
+    if ((used <= RNN_CACHE_MODELS && bytes <= RNN_CACHE_BYTES) || oldest < 0) return;
     rnn_entry_release(c->slot[oldest]);
     c->slot[oldest] = NULL;
   }
@@ -196,12 +197,15 @@ static uint64_t db_version(sqlite3 *db) {
 
 static rnn_entry *by_name(sqlite3_context *ctx, rnn_conn *c, const char *name, int nname, const char *fname) {
   sqlite3 *db = c->db;
-  uint64_t ver = db_version(db);
+  /* With no transaction open the data versions may predate another
+  ** connection's commit (they refresh when a read starts): no memo hits then. */
+  int fresh = sqlite3_txn_state(db, NULL) != SQLITE_TXN_NONE;
+  uint64_t ver = fresh ? db_version(db) : 0;
   name_memo *slot = NULL;
   for (int i = 0; i < RNN_NAME_MEMO; i++) {
     name_memo *m = &c->memo[i];
     if (m->name && (int)strlen(m->name) == nname && memcmp(m->name, name, (size_t)nname) == 0) {
-      if (m->version == ver) {
+      if (fresh && m->version == ver) {
         m->e->refs++;
         m->e->last_use = ++c->clock;
         c->hits++;
@@ -236,6 +240,7 @@ static rnn_entry *by_name(sqlite3_context *ctx, rnn_conn *c, const char *name, i
   }
   if (sqlite3_bind_text(st, 1, name, nname, SQLITE_STATIC) != SQLITE_OK) goto nomem;
   rc = sqlite3_step(st);
+  ver = db_version(db); /* read while our statement holds the snapshot it read */
   if (rc == SQLITE_ROW) {
     int t = sqlite3_column_type(st, 0);
     if (t != SQLITE_BLOB) {
