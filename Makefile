@@ -43,6 +43,11 @@ rnn.so: $(OBJ)
 build:
 	@mkdir -p build
 
+# The kernels alone, without SQLite (tests/test_kernels.c).
+KERN_OBJ = build/cells.o build/kern_scalar.o build/kern_avx2.o build/kern_avx512.o
+build/test_kernels: tests/test_kernels.c $(KERN_OBJ) $(HDR)
+	$(CC) $(BASE) $(CFLAGS) tests/test_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
+
 # Debian packages: the headers to build, the shell for the demo, python3 for
 # the tests; python3-torch is optional (live PyTorch checks; fixtures otherwise).
 DEPS = libsqlite3-dev sqlite3 python3
@@ -62,7 +67,7 @@ demo: deps rnn.so
 	rm -f demo.db
 	sqlite3 demo.db < sql/demo.sql
 
-test: deps check-python rnn.so
+test: deps check-python rnn.so build/test_kernels
 	$(PYTHON) tests/run.py
 
 clean:
