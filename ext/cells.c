@@ -76,6 +76,59 @@ static void seed_step(const rnn_net *n, rnn_state *st, const float *x) {
   memcpy(st->h, st->gi, sizeof(float) * (size_t)H);
 }
 
+/* One step of one direction of one layer: h (hout) and c (H) in place, with
+** st's gi/gh/hn as scratch. Hot: the gemvs dominate; the rest is O(H). */
+static void cell_step(const rnn_net *n, const rnn_dir *d, const float *in, int in_n, float *h, float *c,
+                      rnn_state *st) {
+  const int H = n->hidden, hout = n->hout;
+  float *gi = st->gi, *gh = st->gh;
+  memcpy(gi, d->bih, sizeof(float) * (size_t)n->ldg);
+  n->k->gemv_t(gi, d->wih, n->ldg, in, in_n, n->ldg);
+  memcpy(gh, d->bhh, sizeof(float) * (size_t)n->ldg);
+  n->k->gemv_t(gh, d->whh, n->ldg, h, hout, n->ldg);
+  switch (n->cell) {
+    case CELL_RNN_TANH:
+      for (int j = 0; j < H; j++) gi[j] = gi[j] + gh[j];
+      n->k->tanh(gi, H);
+      memcpy(h, gi, sizeof(float) * (size_t)H);
+      break;
+    case CELL_RNN_RELU:
+      for (int j = 0; j < H; j++) {
+        float v = gi[j] + gh[j];
+        h[j] = v > 0.0f ? v : 0.0f;
+      }
+      break;
+    case CELL_LSTM:
+      for (int j = 0; j < 4 * H; j++) gi[j] = gi[j] + gh[j];
+      n->k->sigmoid(gi, 2 * H);          /* i, f */
+      n->k->tanh(gi + 2 * H, H);         /* g */
+      n->k->sigmoid(gi + 3 * H, H);      /* o */
+      for (int j = 0; j < H; j++) c[j] = gi[H + j] * c[j] + gi[j] * gi[2 * H + j];
+      memcpy(gh, c, sizeof(float) * (size_t)H);
+      n->k->tanh(gh, H);
+      if (d->whr) {
+        for (int j = 0; j < H; j++) gh[j] = gi[3 * H + j] * gh[j];
+        memset(st->hn, 0, sizeof(float) * (size_t)n->ldp);
+        n->k->gemv_t(st->hn, d->whr, n->ldp, gh, H, n->ldp);
+        memcpy(h, st->hn, sizeof(float) * (size_t)hout);
+      } else {
+        for (int j = 0; j < H; j++) h[j] = gi[3 * H + j] * gh[j];
+      }
+      break;
+    case CELL_GRU:
+      for (int j = 0; j < 2 * H; j++) gi[j] = gi[j] + gh[j];
+      n->k->sigmoid(gi, 2 * H);          /* r, z */
+      for (int j = 0; j < H; j++) gi[2 * H + j] = gi[2 * H + j] + gi[j] * gh[2 * H + j];
+      n->k->tanh(gi + 2 * H, H);         /* n */
+      for (int j = 0; j < H; j++) {
+        float nn = gi[2 * H + j];
+        h[j] = (h[j] - nn) * gi[H + j] + nn;
+      }
+      break;
+    default: break;
+  }
+}
+
 void rnn_step(const rnn_net *n, rnn_state *st, const float *x) {
   const int H = n->hidden, hout = n->hout;
   st->steps++;
@@ -85,59 +138,8 @@ void rnn_step(const rnn_net *n, rnn_state *st, const float *x) {
   }
   standardise(n, x, st->x);
   for (int l = 0; l < n->layers; l++) {
-    const rnn_layer *L = &n->layer[l];
-    const rnn_dir *d = &L->dir[0];
     const float *in = l == 0 ? st->x : st->h + (size_t)(l - 1) * hout;
-    float *h = st->h + (size_t)l * hout;
-    float *gi = st->gi, *gh = st->gh;
-    memcpy(gi, d->bih, sizeof(float) * (size_t)n->ldg);
-    n->k->gemv_t(gi, d->wih, n->ldg, in, L->in, n->ldg);
-    memcpy(gh, d->bhh, sizeof(float) * (size_t)n->ldg);
-    n->k->gemv_t(gh, d->whh, n->ldg, h, hout, n->ldg);
-    switch (n->cell) {
-      case CELL_RNN_TANH:
-        for (int j = 0; j < H; j++) gi[j] = gi[j] + gh[j];
-        n->k->tanh(gi, H);
-        memcpy(h, gi, sizeof(float) * (size_t)H);
-        break;
-      case CELL_RNN_RELU:
-        for (int j = 0; j < H; j++) {
-          float v = gi[j] + gh[j];
-          h[j] = v > 0.0f ? v : 0.0f;
-        }
-        break;
-      case CELL_LSTM: {
-        float *c = st->c + (size_t)l * H;
-        for (int j = 0; j < 4 * H; j++) gi[j] = gi[j] + gh[j];
-        n->k->sigmoid(gi, 2 * H);          /* i, f */
-        n->k->tanh(gi + 2 * H, H);         /* g */
-        n->k->sigmoid(gi + 3 * H, H);      /* o */
-        for (int j = 0; j < H; j++) c[j] = gi[H + j] * c[j] + gi[j] * gi[2 * H + j];
-        memcpy(gh, c, sizeof(float) * (size_t)H);
-        n->k->tanh(gh, H);
-        if (d->whr) {
-          for (int j = 0; j < H; j++) gh[j] = gi[3 * H + j] * gh[j];
-          memset(st->hn, 0, sizeof(float) * (size_t)n->ldp);
-          n->k->gemv_t(st->hn, d->whr, n->ldp, gh, H, n->ldp);
-          memcpy(h, st->hn, sizeof(float) * (size_t)hout);
-        } else {
-          for (int j = 0; j < H; j++) h[j] = gi[3 * H + j] * gh[j];
-        }
-        break;
-      }
-      case CELL_GRU: {
-        for (int j = 0; j < 2 * H; j++) gi[j] = gi[j] + gh[j];
-        n->k->sigmoid(gi, 2 * H);          /* r, z */
-        for (int j = 0; j < H; j++) gi[2 * H + j] = gi[2 * H + j] + gi[j] * gh[2 * H + j];
-        n->k->tanh(gi + 2 * H, H);         /* n */
-        for (int j = 0; j < H; j++) {
-          float nn = gi[2 * H + j];
-          h[j] = (h[j] - nn) * gi[H + j] + nn;
-        }
-        break;
-      }
-      default: break;
-    }
+    cell_step(n, &n->layer[l].dir[0], in, n->layer[l].in, st->h + (size_t)l * hout, st->c + (size_t)l * H, st);
   }
 }
 
@@ -145,39 +147,104 @@ const float *rnn_last_hidden(const rnn_net *n, const rnn_state *st) {
   return st->h + (size_t)(n->layers - 1) * n->hout;
 }
 
-void rnn_output(const rnn_net *n, const rnn_state *st, float *out, float *scratch) {
+/* Activation and de-standardisation of the head output v[0..O) into out. */
+static void finish(const rnn_net *n, float *v, float *out) {
   const int O = n->n_out;
-  if (n->cell == CELL_SEED) {
-    memcpy(scratch, st->y, sizeof(float) * (size_t)O);
-  } else if (n->head_w) {
-    memcpy(scratch, n->head_b, sizeof(float) * (size_t)n->ldo);
-    n->k->gemv_t(scratch, n->head_w, n->ldo, rnn_last_hidden(n, st), n->hout, n->ldo);
-  } else {
-    memcpy(scratch, rnn_last_hidden(n, st), sizeof(float) * (size_t)O);
-  }
   switch (n->out_act) {
-    case ACT_SIGMOID: n->k->sigmoid(scratch, O); break;
-    case ACT_TANH: n->k->tanh(scratch, O); break;
+    case ACT_SIGMOID: n->k->sigmoid(v, O); break;
+    case ACT_TANH: n->k->tanh(v, O); break;
     case ACT_SOFTMAX:
     case ACT_LOG_SOFTMAX: {
       /* libm here is fine: this runs once per output, on every path alike */
-      float mx = scratch[0];
-      for (int i = 1; i < O; i++) mx = scratch[i] > mx ? scratch[i] : mx;
+      float mx = v[0];
+      for (int i = 1; i < O; i++) mx = v[i] > mx ? v[i] : mx;
       double sum = 0.0;
-      for (int i = 0; i < O; i++) sum += exp((double)scratch[i] - mx);
+      for (int i = 0; i < O; i++) sum += exp((double)v[i] - mx);
       for (int i = 0; i < O; i++) {
-        double z = (double)scratch[i] - mx;
-        scratch[i] = n->out_act == ACT_SOFTMAX ? (float)(exp(z) / sum) : (float)(z - log(sum));
+        double z = (double)v[i] - mx;
+        v[i] = n->out_act == ACT_SOFTMAX ? (float)(exp(z) / sum) : (float)(z - log(sum));
       }
       break;
     }
     default: break;
   }
   for (int i = 0; i < O; i++) {
-    float v = scratch[i];
-    if (n->out_std) v = v * n->out_std[i];
-    if (n->out_mean) v = v + n->out_mean[i];
-    out[i] = v;
+    float x = v[i];
+    if (n->out_std) x = x * n->out_std[i];
+    if (n->out_mean) x = x + n->out_mean[i];
+    out[i] = x;
+  }
+}
+
+/* head(h) (or h itself without a head) into scratch[0..O); h has hn floats. */
+static void head(const rnn_net *n, const float *h, int hn, float *scratch) {
+  if (n->head_w) {
+    memcpy(scratch, n->head_b, sizeof(float) * (size_t)n->ldo);
+    n->k->gemv_t(scratch, n->head_w, n->ldo, h, hn, n->ldo);
+  } else {
+    memcpy(scratch, h, sizeof(float) * (size_t)n->n_out);
+  }
+}
+
+void rnn_output(const rnn_net *n, const rnn_state *st, float *out, float *scratch) {
+  if (n->cell == CELL_SEED) memcpy(scratch, st->y, sizeof(float) * (size_t)n->n_out);
+  else head(n, rnn_last_hidden(n, st), n->hout, scratch);
+  finish(n, scratch, out);
+}
+
+size_t rnn_forward_floats(const rnn_net *n, int64_t T) {
+  size_t f = rnn_state_floats(n) + (size_t)n->ldo;
+  if (n->dirs == 2) {
+    f += (size_t)T * (size_t)(4 * n->hout + n->n_in) + (size_t)n->hout + (size_t)n->hidden;
+  }
+  return f;
+}
+
+void rnn_forward(const rnn_net *n, const float *xs, int64_t T, float *outs, float *hid, float *work) {
+  rnn_state st;
+  const int I = n->n_in, O = n->n_out, hout = n->hout, wid = n->dirs * hout;
+  rnn_state_init(n, &st, work);
+  float *scratch = work + rnn_state_floats(n);
+  if (n->dirs == 1) {
+    for (int64_t t = 0; t < T; t++) {
+      rnn_step(n, &st, xs + (size_t)t * I);
+      if (outs) rnn_output(n, &st, outs + (size_t)t * O, scratch);
+      if (hid) memcpy(hid + (size_t)t * hout, rnn_last_hidden(n, &st), sizeof(float) * (size_t)hout);
+    }
+    return;
+  }
+  /* Bidirectional: layer by layer over the whole sequence, PyTorch's
+  ** output[t] = cat(forward_t, backward_t), the head applied per step. */
+  float *buf[2], *xstd, *h, *c;
+  buf[0] = scratch + n->ldo;
+  buf[1] = buf[0] + (size_t)T * wid;
+  xstd = buf[1] + (size_t)T * wid;
+  h = xstd + (size_t)T * I;
+  c = h + hout;
+  for (int64_t t = 0; t < T; t++) standardise(n, xs + (size_t)t * I, xstd + (size_t)t * I);
+  const float *in = xstd;
+  int in_n = I;
+  float *cur = buf[0];
+  for (int l = 0; l < n->layers; l++) {
+    cur = buf[l & 1];
+    for (int d = 0; d < 2; d++) {
+      memset(h, 0, sizeof(float) * (size_t)hout);
+      memset(c, 0, sizeof(float) * (size_t)n->hidden);
+      for (int64_t s = 0; s < T; s++) {
+        int64_t t = d == 0 ? s : T - 1 - s;
+        cell_step(n, &n->layer[l].dir[d], in + (size_t)t * in_n, in_n, h, c, &st);
+        memcpy(cur + (size_t)t * wid + (size_t)d * hout, h, sizeof(float) * (size_t)hout);
+      }
+    }
+    in = cur;
+    in_n = wid;
+  }
+  for (int64_t t = 0; t < T; t++) {
+    if (outs) {
+      head(n, cur + (size_t)t * wid, wid, scratch);
+      finish(n, scratch, outs + (size_t)t * O);
+    }
+    if (hid) memcpy(hid + (size_t)t * wid, cur + (size_t)t * wid, sizeof(float) * (size_t)wid);
   }
 }
 

@@ -81,6 +81,12 @@ void rnn_step(const rnn_net *net, rnn_state *st, const float *x);
 /* Model output after the steps taken: activation(head(h)) * std + mean, into
 ** out[0..O). scratch holds at least ldo floats. Undefined before the first step. */
 void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scratch);
+/* A whole sequence xs[T][I] (raw features) at once; works for bidirectional
+** models too. outs[T][O] gets the output after each step and hid[T][dirs*hout]
+** the last layer's hidden state (either may be NULL). work holds
+** rnn_forward_floats(net, T) floats. */
+size_t rnn_forward_floats(const rnn_net *net, int64_t T);
+void rnn_forward(const rnn_net *net, const float *xs, int64_t T, float *outs, float *hid, float *work);
 /* The last layer's hidden state (hout floats). */
 const float *rnn_last_hidden(const rnn_net *net, const rnn_state *st);
 

@@ -21,7 +21,9 @@
 **  5. Weights are converted to float32 at load; NaN, infinite or out-of-range
 **     values are refused.
 **  6. Known metadata keys are validated (activations, standardisation arrays:
-**     right length, finite, std > 0); other keys are kept for rnn_info.
+**     right length, finite, std > 0; vocab: distinct non-empty strings, one per
+**     input; labels: one string per output; unknown_token: in vocab); other
+**     keys are kept for rnn_info.
 **  7. Every size is checked against the limits in model.h with 64-bit
 **     arithmetic before it sizes an allocation.
 */
@@ -438,6 +440,8 @@ static int find_head(loader *L, plan *p) {
   return 0;
 }
 
+static int parse_tokens(loader *L, rnn_model *m);
+
 int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **err) {
   loader L;
   plan P;
@@ -453,6 +457,7 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
   m = sqlite3_malloc64(sizeof(*m));
   if (!m) { L.nomem = 1; goto fail; }
   memset(m, 0, sizeof(*m));
+  m->unknown = -1;
   rnn_net *net = &m->net;
   const char *pre = P.prefix;
   const char *cell = meta(&L, "cell");
@@ -741,6 +746,8 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
     }
   }
 
+  if (parse_tokens(&L, m)) goto fail;
+
   /* rnn_info() text, built once. */
   {
     int ndt[4] = {0, 0, 0, 0};
@@ -803,7 +810,116 @@ void rnn_model_free(rnn_model *m) {
   sqlite3_free(m->layers);
   sqlite3_free(m->info);
   sqlite3_free(m->meta_block);
+  sqlite3_free(m->tok_block);
   sqlite3_free(m);
+}
+
+static uint32_t token_hash(const char *z, int n) {
+  uint32_t h = 2166136261u;
+  for (int i = 0; i < n; i++) h = (h ^ (unsigned char)z[i]) * 16777619u;
+  return h;
+}
+
+int rnn_model_token(const rnn_model *m, const char *z, int n) {
+  if (!m->n_vocab || n <= 0 || n > m->max_token) return -1;
+  for (uint32_t i = token_hash(z, n) & (uint32_t)(m->hash_size - 1);; i = (i + 1) & (uint32_t)(m->hash_size - 1)) {
+    int t = m->vocab_hash[i];
+    if (t < 0) return -1;
+    if (m->vocab_len[t] == n && memcmp(m->vocab[t], z, (size_t)n) == 0) return t;
+  }
+}
+
+/* Rule 6: vocab, unknown_token and labels, into one block. */
+static int parse_tokens(loader *L, rnn_model *m) {
+  const char *vz = meta(L, "vocab"), *lz = meta(L, "labels"), *uz = meta(L, "unknown_token");
+  rj_doc dv, dl;
+  char jerr[128];
+  int rc = 0, nv = 0, nl = 0;
+  size_t bytes = 0;
+  memset(&dv, 0, sizeof(dv));
+  memset(&dl, 0, sizeof(dl));
+  if (vz) {
+    int r = rj_parse(vz, strlen(vz), &dv, jerr, sizeof(jerr));
+    if (r == 2) { L->nomem = 1; return -1; }
+    int ok = r == 0 && dv.nodes[0].type == RJ_ARRAY && dv.nodes[0].n > 0;
+    for (int i = ok ? dv.nodes[0].child : -1; i >= 0; i = dv.nodes[i].next) {
+      if (dv.nodes[i].type != RJ_STRING || dv.nodes[i].n == 0) ok = 0;
+      else bytes += (size_t)dv.nodes[i].n + 1;
+    }
+    if (!ok) {
+      rc = fail(L, "__metadata__ vocab must be a JSON array of distinct non-empty strings");
+      goto done;
+    }
+    nv = dv.nodes[0].n;
+    if (nv != m->net.n_in) {
+      rc = fail(L, "__metadata__ vocab has %d tokens but the model takes %d inputs", nv, m->net.n_in);
+      goto done;
+    }
+  } else if (uz) {
+    rc = fail(L, "__metadata__ unknown_token needs a vocab");
+    goto done;
+  }
+  if (lz) {
+    int r = rj_parse(lz, strlen(lz), &dl, jerr, sizeof(jerr));
+    if (r == 2) { L->nomem = 1; rc = -1; goto done; }
+    int ok = r == 0 && dl.nodes[0].type == RJ_ARRAY;
+    for (int i = ok ? dl.nodes[0].child : -1; i >= 0; i = dl.nodes[i].next) {
+      if (dl.nodes[i].type != RJ_STRING) ok = 0;
+      else bytes += (size_t)dl.nodes[i].n + 1;
+    }
+    if (!ok) {
+      rc = fail(L, "__metadata__ labels must be a JSON array of strings");
+      goto done;
+    }
+    nl = dl.nodes[0].n;
+    if (nl != m->net.n_out) {
+      rc = fail(L, "__metadata__ labels has %d names but the model has %d outputs", nl, m->net.n_out);
+      goto done;
+    }
+  }
+  if (!nv && !nl) goto done;
+  int hs = 1;
+  while (hs < 2 * nv) hs *= 2;
+  m->tok_block = sqlite3_malloc64(sizeof(char *) * (size_t)(nv + nl) + sizeof(int) * (size_t)(nv + hs) + bytes);
+  if (!m->tok_block) { L->nomem = 1; rc = -1; goto done; }
+  m->vocab = (char **)m->tok_block;
+  m->labels = m->vocab + nv;
+  m->vocab_len = (int *)(m->labels + nl);
+  m->vocab_hash = m->vocab_len + nv;
+  char *sp = (char *)(m->vocab_hash + hs);
+  m->hash_size = hs;
+  m->unknown = -1;
+  for (int i = 0; i < hs; i++) m->vocab_hash[i] = -1;
+  for (int i = nv ? dv.nodes[0].child : -1; i >= 0; i = dv.nodes[i].next) {
+    const char *tok = dv.nodes[i].str;
+    int len = dv.nodes[i].n;
+    if (rnn_model_token(m, tok, len) >= 0) {
+      rc = fail(L, "__metadata__ vocab has the token '%s' twice", tok);
+      goto done;
+    }
+    int t = m->n_vocab++;
+    memcpy(sp, tok, (size_t)len + 1);
+    m->vocab[t] = sp;
+    m->vocab_len[t] = len;
+    sp += len + 1;
+    if (len > m->max_token) m->max_token = len;
+    uint32_t h = token_hash(tok, len) & (uint32_t)(hs - 1);
+    while (m->vocab_hash[h] >= 0) h = (h + 1) & (uint32_t)(hs - 1);
+    m->vocab_hash[h] = t;
+  }
+  for (int i = nl ? dl.nodes[0].child : -1; i >= 0; i = dl.nodes[i].next) {
+    memcpy(sp, dl.nodes[i].str, (size_t)dl.nodes[i].n + 1);
+    m->labels[m->n_labels++] = sp;
+    sp += dl.nodes[i].n + 1;
+  }
+  if (uz) {
+    m->unknown = rnn_model_token(m, uz, (int)strlen(uz));
+    if (m->unknown < 0) rc = fail(L, "__metadata__ unknown_token '%s' is not in vocab", uz);
+  }
+done:
+  rj_free(&dv);
+  rj_free(&dl);
+  return rc;
 }
 
 const char *rnn_model_meta(const rnn_model *m, const char *key) {

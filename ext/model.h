@@ -26,6 +26,18 @@ typedef struct rnn_model {
   char **meta_val;
   char *meta_block;       /* one allocation holding the arrays and strings above */
   int64_t n_params;       /* parameters as stored (before padding) */
+  /* metadata `vocab` (TEXT input is split into these tokens and one-hot encoded),
+  ** `unknown_token` and `labels`; all arrays live in tok_block */
+  int n_vocab;            /* 0: the model has no vocab */
+  char **vocab;           /* [n_vocab] NUL-terminated UTF-8 */
+  int *vocab_len;         /* [n_vocab] bytes */
+  int *vocab_hash;        /* [hash_size] token index or -1, open addressing */
+  int hash_size;          /* a power of two >= 2 * n_vocab */
+  int max_token;          /* longest token, bytes */
+  int unknown;            /* index of unknown_token, -1 if none */
+  int n_labels;           /* 0: no labels */
+  char **labels;          /* [n_labels] */
+  char *tok_block;        /* owned */
 } rnn_model;
 
 /* Parse and validate a safetensors BLOB. On success *out owns a new model and
@@ -33,6 +45,8 @@ typedef struct rnn_model {
 ** sqlite3_mprintf (caller frees), with SQLITE_ERROR, or SQLITE_NOMEM and no message. */
 int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **err);
 void rnn_model_free(rnn_model *m);
+/* The vocab index of the token z[0..n), or -1. */
+int rnn_model_token(const rnn_model *m, const char *z, int n);
 /* The metadata value for key, or NULL. */
 const char *rnn_model_meta(const rnn_model *m, const char *key);
 #endif

@@ -117,9 +117,10 @@ static void cache_trim(rnn_conn *c, rnn_entry *keep) {
   }
 }
 
-/* The cached entry for these bytes, parsing them on a miss. */
-static rnn_entry *by_content(sqlite3_context *ctx, rnn_conn *c, const unsigned char *p, size_t n,
-                             const char *fname, const char *what) {
+/* The cached entry for these bytes, parsing them on a miss. `what` names the
+** registry row in messages (" 'm'"), or is "" for a BLOB argument. */
+static rnn_entry *by_content(rnn_conn *c, const unsigned char *p, size_t n, const char *fname, const char *what,
+                             rnn_err *err) {
   uint64_t h = hash_bytes(p, n);
   for (int i = 0; i < RNN_CACHE_MODELS; i++) {
     rnn_entry *e = c->slot[i];
@@ -131,22 +132,13 @@ static rnn_entry *by_content(sqlite3_context *ctx, rnn_conn *c, const unsigned c
     }
   }
   rnn_model *m = NULL;
-  char *err = NULL;
-  int rc = rnn_model_load(p, n, &m, &err);
+  char *why = NULL;
+  int rc = rnn_model_load(p, n, &m, &why);
   c->parses++;
   if (rc != SQLITE_OK) {
-    if (rc == SQLITE_NOMEM) {
-      sqlite3_result_error_nomem(ctx);
-    } else {
-      char *msg = sqlite3_mprintf("%s(): invalid model%s: %s", fname, what, err);
-      if (msg) {
-        sqlite3_result_error(ctx, msg, -1);
-      } else {
-        sqlite3_result_error_nomem(ctx);
-      }
-      sqlite3_free(msg);
-    }
-    sqlite3_free(err);
+    if (rc == SQLITE_NOMEM) rnn_err_nomem(err);
+    else rnn_err_set(err, "%s(): invalid model%s: %s", fname, what, why);
+    sqlite3_free(why);
     return NULL;
   }
   rnn_entry *e = sqlite3_malloc64(sizeof(*e));
@@ -155,7 +147,7 @@ static rnn_entry *by_content(sqlite3_context *ctx, rnn_conn *c, const unsigned c
     sqlite3_free(e);
     sqlite3_free(copy);
     rnn_model_free(m);
-    sqlite3_result_error_nomem(ctx);
+    rnn_err_nomem(err);
     return NULL;
   }
   memcpy(copy, p, n);
@@ -195,7 +187,8 @@ static uint64_t db_version(sqlite3 *db) {
   return v;
 }
 
-static rnn_entry *by_name(sqlite3_context *ctx, rnn_conn *c, const char *name, int nname, const char *fname) {
+static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *fname, rnn_err *err) {
+  static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
   sqlite3 *db = c->db;
   /* With no transaction open the data versions may predate another
   ** connection's commit (they refresh when a read starts): no memo hits then. */
@@ -215,55 +208,59 @@ static rnn_entry *by_name(sqlite3_context *ctx, rnn_conn *c, const char *name, i
     }
   }
   if (c->depth >= RNN_MAX_DEPTH) {
-    char *msg = sqlite3_mprintf("%s(): model lookup nested too deeply (rnn_models must be a plain table)", fname);
-    sqlite3_result_error(ctx, msg ? msg : "out of memory", -1);
-    sqlite3_free(msg);
+    rnn_err_set(err, "%s(): model lookup nested too deeply (rnn_models must be a plain table)", fname);
     return NULL;
   }
   sqlite3_stmt *st = NULL;
   rnn_entry *e = NULL;
-  char *msg = NULL;
   c->depth++;
   c->reads++;
   int rc = sqlite3_prepare_v2(db, "SELECT model FROM rnn_models WHERE name = ?1", -1, &st, NULL);
   if (rc != SQLITE_OK) {
     const char *why = sqlite3_errmsg(db);
-    if (rc == SQLITE_NOMEM) goto nomem;
-    if (strncmp(why, "no such table", 13) == 0) {
-      msg = sqlite3_mprintf("%s(): no table rnn_models: create it with CREATE TABLE rnn_models(name TEXT "
-                            "PRIMARY KEY, model BLOB NOT NULL) (sql/rnn_models.sql), then insert the model",
-                            fname);
+    if (rc == SQLITE_NOMEM) rnn_err_nomem(err);
+    else if (strncmp(why, "no such table", 13) == 0) {
+      rnn_err_set(err, "%s(): no table rnn_models: create it with CREATE TABLE rnn_models(name TEXT PRIMARY KEY, "
+                       "model BLOB NOT NULL) (sql/rnn_models.sql), then insert the model", fname);
     } else {
-      msg = sqlite3_mprintf("%s(): cannot read rnn_models(name, model): %s", fname, why);
+      rnn_err_set(err, "%s(): cannot read rnn_models(name, model): %s", fname, why);
     }
     goto done;
   }
-  if (sqlite3_bind_text(st, 1, name, nname, SQLITE_STATIC) != SQLITE_OK) goto nomem;
+  if (sqlite3_bind_text(st, 1, name, nname, SQLITE_STATIC) != SQLITE_OK) {
+    rnn_err_nomem(err);
+    goto done;
+  }
   rc = sqlite3_step(st);
   ver = db_version(db); /* read while our statement holds the snapshot it read */
   if (rc == SQLITE_ROW) {
     int t = sqlite3_column_type(st, 0);
     if (t != SQLITE_BLOB) {
-      static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
-      msg = sqlite3_mprintf("%s(): rnn_models.model of '%.*s' is %s, expected a safetensors BLOB", fname, nname,
-                            name, tn[t]);
+      rnn_err_set(err, "%s(): rnn_models.model of '%.*s' is %s, expected a safetensors BLOB", fname, nname, name,
+                  tn[t]);
       goto done;
     }
     const unsigned char *p = sqlite3_column_blob(st, 0);
     int n = sqlite3_column_bytes(st, 0);
-    if (!p && n == 0 && sqlite3_errcode(db) == SQLITE_NOMEM) goto nomem;
+    if (!p && n > 0) {
+      rnn_err_nomem(err);
+      goto done;
+    }
     char *what = sqlite3_mprintf(" '%.*s'", nname, name);
-    if (!what) goto nomem;
-    e = by_content(ctx, c, p ? p : (const unsigned char *)"", (size_t)n, fname, what);
+    if (!what) {
+      rnn_err_nomem(err);
+      goto done;
+    }
+    e = by_content(c, p ? p : (const unsigned char *)"", (size_t)n, fname, what, err);
     sqlite3_free(what);
-    if (!e) goto done; /* by_content set the error */
+    if (!e) goto done;
   } else if (rc == SQLITE_DONE) {
-    msg = sqlite3_mprintf("%s(): no model named '%.*s' in rnn_models: INSERT INTO rnn_models(name, model) "
-                          "VALUES ('%.*s', <safetensors BLOB>)", fname, nname, name, nname, name);
+    rnn_err_set(err, "%s(): no model named '%.*s' in rnn_models: INSERT INTO rnn_models(name, model) VALUES "
+                     "('%.*s', <safetensors BLOB>)", fname, nname, name, nname, name);
     goto done;
   } else {
-    if (rc == SQLITE_NOMEM) goto nomem;
-    msg = sqlite3_mprintf("%s(): cannot read rnn_models: %s", fname, sqlite3_errmsg(db));
+    if (rc == SQLITE_NOMEM) rnn_err_nomem(err);
+    else rnn_err_set(err, "%s(): cannot read rnn_models: %s", fname, sqlite3_errmsg(db));
     goto done;
   }
   /* Rule 3: memoise only outside write transactions. */
@@ -272,11 +269,11 @@ static rnn_entry *by_name(sqlite3_context *ctx, rnn_conn *c, const char *name, i
       for (int i = 0; i < RNN_NAME_MEMO && !slot; i++) {
         if (!c->memo[i].name) slot = &c->memo[i];
       }
-      if (!slot) slot = &c->memo[(c->clock) % RNN_NAME_MEMO];
+      if (!slot) slot = &c->memo[c->clock % RNN_NAME_MEMO];
     }
     memo_clear(slot);
     slot->name = sqlite3_malloc64((size_t)nname + 1);
-    if (slot->name) {
+    if (slot->name) { /* a memo that cannot be stored is only a missed shortcut */
       memcpy(slot->name, name, (size_t)nname);
       slot->name[nname] = 0;
       slot->e = e;
@@ -284,53 +281,45 @@ static rnn_entry *by_name(sqlite3_context *ctx, rnn_conn *c, const char *name, i
       slot->version = ver;
     }
   }
-  goto done;
-nomem:
-  sqlite3_result_error_nomem(ctx);
-  rnn_entry_release(e);
-  e = NULL;
 done:
   sqlite3_finalize(st);
   c->depth--;
-  if (msg) {
-    sqlite3_result_error(ctx, msg, -1);
-    sqlite3_free(msg);
-  } else if (!e && !msg && sqlite3_errcode(db) == SQLITE_NOMEM) {
-    sqlite3_result_error_nomem(ctx);
-  }
   return e;
 }
 
-rnn_entry *rnn_resolve(sqlite3_context *ctx, sqlite3_value *arg, const char *fname) {
-  rnn_conn *c = sqlite3_user_data(ctx);
+rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname, rnn_err *err) {
+  static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
   switch (sqlite3_value_type(arg)) {
     case SQLITE_BLOB: {
       const unsigned char *p = sqlite3_value_blob(arg);
       int n = sqlite3_value_bytes(arg);
       if (!p && n > 0) {
-        sqlite3_result_error_nomem(ctx);
+        rnn_err_nomem(err);
         return NULL;
       }
-      return by_content(ctx, c, p ? p : (const unsigned char *)"", (size_t)n, fname, "");
+      return by_content(c, p ? p : (const unsigned char *)"", (size_t)n, fname, "", err);
     }
     case SQLITE_TEXT: {
       const char *name = (const char *)sqlite3_value_text(arg);
       int n = sqlite3_value_bytes(arg);
       if (!name) {
-        sqlite3_result_error_nomem(ctx);
+        rnn_err_nomem(err);
         return NULL;
       }
-      return by_name(ctx, c, name, n, fname);
+      return by_name(c, name, n, fname, err);
     }
-    default: {
-      static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
-      char *msg = sqlite3_mprintf("%s(): model argument is %s: pass a safetensors BLOB or the name of a "
-                                  "row in rnn_models", fname, tn[sqlite3_value_type(arg)]);
-      sqlite3_result_error(ctx, msg ? msg : "out of memory", -1);
-      sqlite3_free(msg);
+    default:
+      rnn_err_set(err, "%s(): model argument is %s: pass a safetensors BLOB or the name of a row in rnn_models",
+                  fname, tn[sqlite3_value_type(arg)]);
       return NULL;
-    }
   }
+}
+
+rnn_entry *rnn_resolve(sqlite3_context *ctx, sqlite3_value *arg, const char *fname) {
+  rnn_err err = {SQLITE_OK, NULL};
+  rnn_entry *e = rnn_resolve_value(sqlite3_user_data(ctx), arg, fname, &err);
+  if (!e) rnn_err_result(ctx, &err);
+  return e;
 }
 
 char *rnn_cache_stats_json(rnn_conn *c) {

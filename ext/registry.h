@@ -6,6 +6,7 @@
 #define RNN_REGISTRY_H
 #include "model.h"
 #include "sqlite3ext.h"
+#include "util.h"
 
 /* A parsed model shared by the cache and the statements using it. */
 typedef struct rnn_entry {
@@ -29,6 +30,8 @@ void rnn_conn_unref(void *c);
 ** `fname` ("rnn_predict"). On success returns a referenced entry; on failure
 ** sets the SQL error on ctx and returns NULL. */
 rnn_entry *rnn_resolve(sqlite3_context *ctx, sqlite3_value *arg, const char *fname);
+/* The same for callers without a context (virtual tables): errors go to err. */
+rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname, rnn_err *err);
 void rnn_entry_release(rnn_entry *e);
 
 /* JSON counters for rnn_cache_stats(). sqlite3_malloc'd, NULL on OOM. */

@@ -8,7 +8,8 @@
 **
 ** Files: json.c (header JSON), model.c (safetensors -> model), cells.c and
 ** kern_*.c (the maths), registry.c (lookup and cache), window.c (rnn_predict,
-** rnn_hidden).
+** rnn_hidden), sequence.c (sequence values, rnn_sequence), eval.c (rnn_eval,
+** rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c (errors, outputs).
 **
 ** Rules kept:
 **  1. Loading creates no tables and no process-global state: everything hangs off
@@ -21,11 +22,11 @@ SQLITE_EXTENSION_INIT1
 #include <string.h>
 
 #define RNN_VERSION "0.1.0"
-#ifndef SQLITE_RESULT_SUBTYPE
-#define SQLITE_RESULT_SUBTYPE 0x001000000
-#endif
 
 int rnn_register_window(sqlite3 *db, rnn_conn *conn, char **pzErr);
+int rnn_register_eval(sqlite3 *db, rnn_conn *conn, char **pzErr);
+int rnn_register_sequence(sqlite3 *db, rnn_conn *conn, char **pzErr);
+int rnn_register_tvf(sqlite3 *db, rnn_conn *conn, char **pzErr);
 
 static void fn_version(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;
@@ -38,7 +39,7 @@ static void fn_info(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rnn_entry *e = rnn_resolve(ctx, argv[0], "rnn_info");
   if (!e) return;
   sqlite3_result_text(ctx, e->model->info, -1, SQLITE_TRANSIENT);
-  sqlite3_result_subtype(ctx, 74); /* JSON */
+  sqlite3_result_subtype(ctx, RNN_SUBTYPE_JSON);
   rnn_entry_release(e);
 }
 
@@ -90,6 +91,9 @@ __attribute__((visibility("default"))) int sqlite3_rnn_init(sqlite3 *db, char **
     }
   }
   if (rc == SQLITE_OK) rc = rnn_register_window(db, conn, pzErrMsg);
+  if (rc == SQLITE_OK) rc = rnn_register_eval(db, conn, pzErrMsg);
+  if (rc == SQLITE_OK) rc = rnn_register_sequence(db, conn, pzErrMsg);
+  if (rc == SQLITE_OK) rc = rnn_register_tvf(db, conn, pzErrMsg);
   rnn_conn_unref(conn);
   return rc;
 }

@@ -23,25 +23,20 @@
 **  4. A row with any NULL feature is skipped (state unchanged), in xStep and
 **     xInverse alike, as SQL aggregates skip NULLs.
 **  5. Features must be INTEGER or REAL and finite in float32, and their number
-**     must match the model; the model argument must not change within a
+**     must match the model; a model with a `vocab` also takes one TEXT token or
+**     INTEGER token index per row (one-hot); the model argument must not change within a
 **     partition; bidirectional models are refused (a window cannot see the
 **     future). Errors name the function and the argument.
 **  6. The FIFO holds at most RNN_MAX_FRAME_BYTES of inputs. A running frame
 **     longer than that drops it and keeps going in O(1) memory; a sliding frame
 **     longer than that is an error.
 */
-#include "registry.h"
+#include "sequence.h"
 SQLITE_EXTENSION_INIT3
-#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
 #define RNN_MAX_FRAME_BYTES (64u << 20)
-#ifndef SQLITE_RESULT_SUBTYPE
-#define SQLITE_RESULT_SUBTYPE 0x001000000
-#endif
-#define RNN_SUBTYPE_F32 223   /* sqlite-vec's float32 vector subtype */
-#define RNN_SUBTYPE_JSON 74   /* SQLite's JSON subtype ('J') */
 
 typedef struct win {
   rnn_entry *e;           /* model reference; released in xFinal */
@@ -62,48 +57,20 @@ typedef struct win {
   int64_t rows;           /* rows in the current frame (NULL rows excluded) */
 } win;
 
-static void error_fmt(sqlite3_context *ctx, const char *fmt, ...) {
+static void win_error(sqlite3_context *ctx, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char *msg = sqlite3_vmprintf(fmt, ap);
   va_end(ap);
-  if (msg) {
-    sqlite3_result_error(ctx, msg, -1);
-    sqlite3_free(msg);
-  } else {
-    sqlite3_result_error_nomem(ctx);
-  }
-}
-
-static const char *const type_name[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
-
-/* Rules 4 and 5. Returns 1 if the row is to be used, 0 if skipped (a NULL
-** feature), -1 after setting an error. */
-static int read_row(sqlite3_context *ctx, const char *fn, int argc, sqlite3_value **argv, float *row) {
-  for (int i = 1; i < argc; i++) {
-    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return 0;
-  }
-  for (int i = 1; i < argc; i++) {
-    int t = sqlite3_value_type(argv[i]);
-    if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
-      error_fmt(ctx, "%s(): argument %d (feature %d) is %s, expected a number", fn, i + 1, i, type_name[t]);
-      return -1;
-    }
-    double d = sqlite3_value_double(argv[i]);
-    if (!(fabs(d) <= 3.4028234663852886e38)) {
-      error_fmt(ctx, "%s(): argument %d (feature %d) is %!.17g, expected a finite float32 number", fn, i + 1, i,
-                d);
-      return -1;
-    }
-    row[i - 1] = (float)d;
-  }
-  return 1;
+  if (msg) sqlite3_result_error(ctx, msg, -1);
+  else sqlite3_result_error_nomem(ctx);
+  sqlite3_free(msg);
 }
 
 /* First step of a partition: resolve the model and carve the state. */
 static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqlite3_value **argv) {
   if (argc < 2) {
-    error_fmt(ctx, "%s(): expected a model and at least one feature", fn);
+    win_error(ctx, "%s(): expected a model and at least one feature", fn);
     return -1;
   }
   rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
@@ -111,13 +78,8 @@ static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqli
   const rnn_net *net = &e->model->net;
   if (net->dirs != 1) {
     rnn_entry_release(e);
-    error_fmt(ctx, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
+    win_error(ctx, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
                    "current one (score whole sequences instead)", fn);
-    return -1;
-  }
-  if (argc - 1 != net->n_in) {
-    rnn_entry_release(e);
-    error_fmt(ctx, "%s(): model expects %d feature%s, got %d", fn, net->n_in, net->n_in == 1 ? "" : "s", argc - 1);
     return -1;
   }
   size_t nst = rnn_state_floats(net);
@@ -199,10 +161,12 @@ static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const
       memcpy(w->name, sqlite3_value_text(argv[0]), (size_t)w->name_len);
     }
   } else if (!same_model(w, argv[0])) {
-    error_fmt(ctx, "%s(): the model argument changed within a window partition", fn);
+    win_error(ctx, "%s(): the model argument changed within a window partition", fn);
     return;
   }
-  int use = read_row(ctx, fn, argc, argv, w->row);
+  rnn_err err = {SQLITE_OK, NULL};
+  int use = rnn_row_read(&err, w->e->model, fn, argc, argv, w->row);
+  if (use < 0) rnn_err_result(ctx, &err);
   if (use <= 0) return;
   int rc = fifo_push(w);
   if (rc < 0) {
@@ -210,7 +174,7 @@ static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const
     return;
   }
   if (rc > 0) {
-    error_fmt(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+    win_error(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
                    "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
     return;
   }
@@ -230,7 +194,7 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return; /* rule 4: it was skipped */
   }
   if (w->dropped) {
-    error_fmt(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+    win_error(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
                    "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
     return;
   }
@@ -257,53 +221,19 @@ static int win_compute(win *w) {
 }
 
 static void result_output(sqlite3_context *ctx, win *w) {
-  const rnn_net *net = w->net;
   if (!w->out_ok) {
-    rnn_output(net, &w->st, w->out, w->outs);
+    rnn_output(w->net, &w->st, w->out, w->outs);
     w->out_ok = 1;
   }
-  if (net->n_out == 1) {
-    sqlite3_result_double(ctx, (double)w->out[0]);
-    return;
-  }
-  sqlite3_str *s = sqlite3_str_new(sqlite3_context_db_handle(ctx));
-  sqlite3_str_appendchar(s, 1, '[');
-  for (int i = 0; i < net->n_out; i++) {
-    if (i) sqlite3_str_appendchar(s, 1, ',');
-    if (isfinite(w->out[i])) sqlite3_str_appendf(s, "%!.9g", (double)w->out[i]);
-    else sqlite3_str_appendall(s, "null");
-  }
-  sqlite3_str_appendchar(s, 1, ']');
-  int rc = sqlite3_str_errcode(s);
-  int n = sqlite3_str_length(s);
-  char *z = sqlite3_str_finish(s);
-  if (rc == SQLITE_TOOBIG) {
-    sqlite3_free(z);
-    sqlite3_result_error_toobig(ctx);
-  } else if (rc != SQLITE_OK || !z) {
-    sqlite3_free(z);
-    sqlite3_result_error_nomem(ctx);
-  } else {
-    sqlite3_result_text(ctx, z, n, sqlite3_free);
-    sqlite3_result_subtype(ctx, RNN_SUBTYPE_JSON);
-  }
+  rnn_result_output(ctx, w->out, w->net->n_out);
 }
 
 static void result_hidden(sqlite3_context *ctx, win *w) {
   const rnn_net *net = w->net;
-  const float *h = rnn_last_hidden(net, &w->st);
-  unsigned char *b = sqlite3_malloc64((size_t)net->hout * 4);
+  unsigned char *b = rnn_f32_blob(rnn_last_hidden(net, &w->st), net->hout);
   if (!b) {
     sqlite3_result_error_nomem(ctx);
     return;
-  }
-  for (int i = 0; i < net->hout; i++) {
-    uint32_t u;
-    memcpy(&u, &h[i], 4);
-    b[4 * i] = (unsigned char)u;
-    b[4 * i + 1] = (unsigned char)(u >> 8);
-    b[4 * i + 2] = (unsigned char)(u >> 16);
-    b[4 * i + 3] = (unsigned char)(u >> 24);
   }
   sqlite3_result_blob(ctx, b, net->hout * 4, sqlite3_free);
   sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);

@@ -10,11 +10,15 @@ from rnnlib import ROOT, connect, one
 EXPECTED = [
     # name, narg, builtin flags as pragma_function_list reports them
     ("rnn_cache_stats", 0, "s"),
+    ("rnn_classify", 2, "s"),
+    ("rnn_eval", 2, "s"),
     ("rnn_hidden", -1, "w"),
     ("rnn_info", 1, "s"),
     ("rnn_predict", -1, "w"),
+    ("rnn_sequence", -1, "a"),
     ("rnn_version", 0, "s"),
 ]
+MODULES = ["rnn_forecast", "rnn_steps"]
 
 
 def test_registered_functions_pinned():
@@ -22,6 +26,8 @@ def test_registered_functions_pinned():
     rows = con.execute("SELECT name, narg, type FROM pragma_function_list WHERE name LIKE 'rnn%' "
                        "ORDER BY name, narg").fetchall()
     assert rows == EXPECTED, rows
+    mods = [r[0] for r in con.execute("SELECT name FROM pragma_module_list WHERE name LIKE 'rnn%' ORDER BY 1")]
+    assert mods == MODULES, mods
 
 
 def test_function_flags():
@@ -30,7 +36,8 @@ def test_function_flags():
     flags = dict(con.execute("SELECT name, flags FROM pragma_function_list WHERE name LIKE 'rnn%'").fetchall())
     DETERMINISTIC, DIRECTONLY, INNOCUOUS = 0x800, 0x80000, 0x200000
     assert flags["rnn_version"] & DETERMINISTIC and flags["rnn_version"] & INNOCUOUS
-    for f in ("rnn_predict", "rnn_hidden", "rnn_info"):
+    assert flags["rnn_sequence"] & DETERMINISTIC and flags["rnn_sequence"] & INNOCUOUS
+    for f in ("rnn_predict", "rnn_hidden", "rnn_info", "rnn_eval", "rnn_classify"):
         assert not flags[f] & (DETERMINISTIC | INNOCUOUS | DIRECTONLY), (f, hex(flags[f]))
     assert flags["rnn_cache_stats"] & DIRECTONLY
 

@@ -1,0 +1,121 @@
+/*
+** eval.c: rnn_eval() and rnn_classify(), whole sequences as scalar values.
+**
+**   SELECT rnn_eval('sensor', '[20.5, 20.7, 21.0]');         -- REAL, or a JSON array
+**   SELECT rnn_classify('lang', 'schmidt');                   -- 'German'
+**
+** Rules kept:
+**  1. rnn_eval returns the model output after the whole sequence (the last
+**     step), shaped as rnn_predict's: REAL for one output, else a JSON array.
+**  2. rnn_classify returns the `labels` entry of the largest output (the first
+**     one on ties), or its 0-based index as INTEGER when the model has no labels.
+**  3. Bidirectional models work: the output is PyTorch's output[T-1], the head
+**     applied to cat(forward_{T-1}, backward_{T-1}).
+**  4. A NULL sequence gives NULL; every other bad sequence is an error
+**     (sequence.c).
+*/
+#include "sequence.h"
+SQLITE_EXTENSION_INIT3
+#include <string.h>
+
+/* Run the sequence; returns a malloc'd [O] output of the last step, or NULL
+** (error set, or *is_null for a NULL sequence). */
+static float *eval_last(sqlite3_context *ctx, sqlite3_value **argv, const char *fn, rnn_entry **pe, int *is_null) {
+  rnn_seq s;
+  float *work = NULL, *outs = NULL, *last = NULL;
+  *is_null = 0;
+  rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
+  if (!e) return NULL;
+  const rnn_net *net = &e->model->net;
+  rnn_err err = {SQLITE_OK, NULL};
+  int rc = rnn_seq_read(&err, e->model, argv[1], fn, &s);
+  if (rc) {
+    *is_null = rc == 1;
+    rnn_err_result(ctx, &err);
+    rnn_entry_release(e);
+    return NULL;
+  }
+  /* Unidirectional models only need the last output: stream with O(1) memory. */
+  int64_t keep = net->dirs == 2 ? s.T : 1;
+  work = sqlite3_malloc64(rnn_forward_floats(net, net->dirs == 2 ? s.T : 0) * sizeof(float));
+  outs = sqlite3_malloc64((size_t)keep * (size_t)net->n_out * sizeof(float));
+  last = sqlite3_malloc64((size_t)net->n_out * sizeof(float));
+  if (!work || !outs || !last) {
+    sqlite3_free(last);
+    last = NULL;
+    sqlite3_result_error_nomem(ctx);
+    goto done;
+  }
+  if (net->dirs == 2) {
+    rnn_forward(net, s.xs, s.T, outs, NULL, work);
+    memcpy(last, outs + (size_t)(s.T - 1) * net->n_out, sizeof(float) * (size_t)net->n_out);
+  } else {
+    rnn_state st;
+    rnn_state_init(net, &st, work);
+    for (int64_t t = 0; t < s.T; t++) rnn_step(net, &st, s.xs + (size_t)t * net->n_in);
+    rnn_output(net, &st, last, work + rnn_state_floats(net));
+  }
+done:
+  sqlite3_free(work);
+  sqlite3_free(outs);
+  rnn_seq_free(&s);
+  if (!last) {
+    rnn_entry_release(e);
+    return NULL;
+  }
+  *pe = e;
+  return last;
+}
+
+static void fn_eval(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  rnn_entry *e = NULL;
+  int is_null;
+  (void)argc;
+  float *out = eval_last(ctx, argv, "rnn_eval", &e, &is_null);
+  if (!out) {
+    if (is_null) sqlite3_result_null(ctx);
+    return;
+  }
+  rnn_result_output(ctx, out, e->model->net.n_out);
+  sqlite3_free(out);
+  rnn_entry_release(e);
+}
+
+static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  rnn_entry *e = NULL;
+  int is_null;
+  (void)argc;
+  float *out = eval_last(ctx, argv, "rnn_classify", &e, &is_null);
+  if (!out) {
+    if (is_null) sqlite3_result_null(ctx);
+    return;
+  }
+  const rnn_model *m = e->model;
+  int best = 0;
+  for (int i = 1; i < m->net.n_out; i++) {
+    if (out[i] > out[best]) best = i;
+  }
+  if (m->n_labels) sqlite3_result_text(ctx, m->labels[best], -1, SQLITE_TRANSIENT);
+  else sqlite3_result_int(ctx, best);
+  sqlite3_free(out);
+  rnn_entry_release(e);
+}
+
+int rnn_register_eval(sqlite3 *db, rnn_conn *conn, char **pzErr) {
+  /* Flags as rnn_predict's: a TEXT model argument reads rnn_models, so neither
+  ** DETERMINISTIC nor INNOCUOUS; not DIRECTONLY, so trusted schemas may use them. */
+  static const struct {
+    const char *name;
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+  } fns[] = {{"rnn_eval", fn_eval}, {"rnn_classify", fn_classify}};
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+    rnn_conn_ref(conn);
+    int rc = sqlite3_create_function_v2(db, fns[i].name, 2, SQLITE_UTF8 | SQLITE_RESULT_SUBTYPE, conn,
+                                        fns[i].fn, NULL, NULL, rnn_conn_unref);
+    if (rc != SQLITE_OK) {
+      *pzErr = sqlite3_mprintf("cannot register %s(): %s", fns[i].name, sqlite3_errstr(rc));
+      return rc;
+    }
+  }
+  return SQLITE_OK;
+}

@@ -1,0 +1,30 @@
+/*
+** sequence.h: whole sequences as SQL values (see sequence.c).
+*/
+#ifndef RNN_SEQUENCE_H
+#define RNN_SEQUENCE_H
+#include "registry.h"
+
+#define RNN_MAX_SEQ_VALUES (1 << 25)  /* T * I float32 values in one sequence: 128 MiB */
+
+/* A sequence read from a value for a model: xs[T][I] raw features; tokens[T]
+** holds the vocab index of each step when the value was TEXT for a vocab model
+** (else NULL). Free with rnn_seq_free. */
+typedef struct rnn_seq {
+  float *xs;
+  int64_t T;
+  int *tokens;
+} rnn_seq;
+
+/* Returns 0 on success, 1 for a NULL value (no error set), -1 after setting
+** err (the message names fn). */
+int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out);
+void rnn_seq_free(rnn_seq *s);
+
+/* One row's input for the window functions from argv[1..argc): numbers, or for a
+** vocab model one TEXT token or INTEGER index (one-hot). Returns 1 if the row is
+** used, 0 if skipped (a NULL), -1 after setting err. */
+int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row);
+
+int rnn_register_sequence(sqlite3 *db, rnn_conn *conn, char **pzErr);
+#endif

@@ -1,0 +1,290 @@
+/*
+** tvf.c: rnn_steps() and rnn_forecast(), table-valued functions (eponymous
+** virtual tables, the series.c pattern).
+**
+**   SELECT step, input, output FROM rnn_steps('sensor', '[20.5, 20.7, 21.0]');
+**   SELECT s.id, f.step, f.output FROM seqs AS s, rnn_steps('m', s.seq) AS f;
+**   SELECT step, output FROM rnn_forecast('sensor', '[20.5, 20.7, 21.0]', 24);
+**
+** rnn_steps(model, sequence): one row per step, `step` from 0, `input` (REAL,
+** a JSON array for several features, or the token for TEXT input), `output`
+** (as rnn_predict: REAL or JSON array) and `hidden` (the last layer's hidden
+** state, float32 BLOB; for bidirectional models cat(forward, backward)).
+** rnn_forecast(model, sequence, horizon): `horizon` rows, `step` from 1: step 1
+** is the output after the whole sequence, step k+1 the output after feeding
+** step k's output back in as the next input.
+**
+** Rules kept:
+**  1. The arguments are HIDDEN columns; a missing one is an error naming it, an
+**     unusable one (a join order that cannot supply it yet) makes xBestIndex
+**     return SQLITE_CONSTRAINT so the planner picks another order.
+**  2. Argument values are copied (sqlite3_value_dup) for the hidden columns.
+**  3. rnn_steps computes the whole sequence at xFilter (bidirectional models
+**     need it); rnn_forecast advances one step per row, O(1) memory in horizon.
+**  4. rnn_forecast needs as many outputs as inputs and a unidirectional model;
+**     horizon is an INTEGER in 1..RNN_MAX_HORIZON.
+**  5. A NULL sequence gives no rows.
+*/
+#include "sequence.h"
+SQLITE_EXTENSION_INIT3
+#include <string.h>
+
+#define RNN_MAX_HORIZON 1000000
+
+enum { KIND_STEPS, KIND_FORECAST };
+
+/* Columns; the hidden ones hold the arguments, in order. */
+enum { S_STEP, S_INPUT, S_OUTPUT, S_HIDDEN, S_MODEL, S_SEQUENCE };
+enum { F_STEP, F_OUTPUT, F_MODEL, F_SEQUENCE, F_HORIZON };
+
+typedef struct tvf_vtab {
+  sqlite3_vtab base;
+  rnn_conn *conn;         /* borrowed from the module's pAux */
+  int kind;
+} tvf_vtab;
+
+typedef struct tvf_cursor {
+  sqlite3_vtab_cursor base;
+  rnn_entry *e;           /* model reference; released at reset/close */
+  sqlite3_value *args[3]; /* copies of the arguments (rule 2); owned */
+  rnn_seq seq;            /* owned */
+  float *outs;            /* steps: [T][O]; forecast: [O] current output; owned */
+  float *hid;             /* steps: [T][dirs*hout]; owned */
+  float *work;            /* forecast: state + scratch; owned */
+  rnn_state st;
+  int64_t row, n;         /* current row (0-based) and row count */
+} tvf_cursor;
+
+static const char *fname(int kind) { return kind == KIND_STEPS ? "rnn_steps" : "rnn_forecast"; }
+
+static int tvf_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **pp, char **err) {
+  (void)argc;
+  (void)argv;
+  (void)err;
+  int kind = argv[0][4] == 's' ? KIND_STEPS : KIND_FORECAST; /* module name: rnn_steps / rnn_forecast */
+  int rc = sqlite3_declare_vtab(db, kind == KIND_STEPS
+      ? "CREATE TABLE x(step INTEGER, input, output, hidden BLOB, model HIDDEN, sequence HIDDEN)"
+      : "CREATE TABLE x(step INTEGER, output, model HIDDEN, sequence HIDDEN, horizon HIDDEN)");
+  if (rc != SQLITE_OK) return rc;
+  tvf_vtab *v = sqlite3_malloc64(sizeof(*v));
+  if (!v) return SQLITE_NOMEM;
+  memset(v, 0, sizeof(*v));
+  v->conn = aux;
+  v->kind = kind;
+  *pp = &v->base;
+  return SQLITE_OK;
+}
+
+static int tvf_disconnect(sqlite3_vtab *p) {
+  sqlite3_free(p);
+  return SQLITE_OK;
+}
+
+static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
+  tvf_vtab *v = (tvf_vtab *)p;
+  const int first = v->kind == KIND_STEPS ? S_MODEL : F_MODEL;
+  const int nargs = v->kind == KIND_STEPS ? 2 : 3;
+  static const char *const names[] = {"model", "sequence", "horizon"};
+  int idx[3] = {-1, -1, -1}, unusable = 0;
+  for (int i = 0; i < info->nConstraint; i++) {
+    const struct sqlite3_index_constraint *c = &info->aConstraint[i];
+    int a = c->iColumn - first;
+    if (a < 0 || a >= nargs || c->op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
+    if (!c->usable) unusable |= 1 << a;
+    else idx[a] = i;
+  }
+  for (int a = 0; a < nargs; a++) {
+    if (idx[a] >= 0) continue;
+    if (unusable & (1 << a)) return SQLITE_CONSTRAINT;
+    sqlite3_free(p->zErrMsg);
+    p->zErrMsg = sqlite3_mprintf("%s(): missing argument %d (%s)", fname(v->kind), a + 1, names[a]);
+    return SQLITE_ERROR;
+  }
+  for (int a = 0; a < nargs; a++) {
+    info->aConstraintUsage[idx[a]].argvIndex = a + 1;
+    info->aConstraintUsage[idx[a]].omit = 1;
+  }
+  info->estimatedCost = 1000.0;
+  info->estimatedRows = v->kind == KIND_STEPS ? 1000 : 24;
+  return SQLITE_OK;
+}
+
+static int tvf_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
+  (void)p;
+  tvf_cursor *c = sqlite3_malloc64(sizeof(*c));
+  if (!c) return SQLITE_NOMEM;
+  memset(c, 0, sizeof(*c));
+  *pp = &c->base;
+  return SQLITE_OK;
+}
+
+static void tvf_reset(tvf_cursor *c) {
+  rnn_entry_release(c->e);
+  for (int i = 0; i < 3; i++) sqlite3_value_free(c->args[i]);
+  rnn_seq_free(&c->seq);
+  sqlite3_free(c->outs);
+  sqlite3_free(c->hid);
+  sqlite3_free(c->work);
+  sqlite3_vtab_cursor base = c->base; /* SQLite's pVtab must survive */
+  memset(c, 0, sizeof(*c));
+  c->base = base;
+}
+
+static int tvf_close(sqlite3_vtab_cursor *p) {
+  tvf_reset((tvf_cursor *)p);
+  sqlite3_free(p);
+  return SQLITE_OK;
+}
+
+static int filter_steps(tvf_cursor *c, const char *fn, rnn_err *err) {
+  const rnn_net *net = &c->e->model->net;
+  const int hw = net->dirs * net->hout;
+  c->outs = sqlite3_malloc64((size_t)c->seq.T * (size_t)net->n_out * sizeof(float));
+  c->hid = sqlite3_malloc64((size_t)c->seq.T * (size_t)hw * sizeof(float));
+  c->work = sqlite3_malloc64(rnn_forward_floats(net, c->seq.T) * sizeof(float));
+  if (!c->outs || !c->hid || !c->work) {
+    rnn_err_nomem(err);
+    return -1;
+  }
+  (void)fn;
+  rnn_forward(net, c->seq.xs, c->seq.T, c->outs, c->hid, c->work);
+  sqlite3_free(c->work);
+  c->work = NULL;
+  c->n = c->seq.T;
+  return 0;
+}
+
+static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
+  const rnn_net *net = &c->e->model->net;
+  sqlite3_value *h = c->args[2];
+  if (net->dirs != 1) {
+    rnn_err_set(err, "%s(): model is bidirectional: a forecast cannot run it forward step by step", fn);
+    return -1;
+  }
+  if (net->n_out != net->n_in) {
+    rnn_err_set(err, "%s(): model has %d output%s but takes %d input%s: a forecast feeds each output back as the "
+                     "next input", fn, net->n_out, net->n_out == 1 ? "" : "s", net->n_in, net->n_in == 1 ? "" : "s");
+    return -1;
+  }
+  if (sqlite3_value_type(h) != SQLITE_INTEGER || sqlite3_value_int64(h) < 1 ||
+      sqlite3_value_int64(h) > RNN_MAX_HORIZON) {
+    const char *z = (const char *)sqlite3_value_text(h);
+    rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s", fn, RNN_MAX_HORIZON, z ? z : "NULL");
+    return -1;
+  }
+  c->n = sqlite3_value_int64(h);
+  size_t nst = rnn_state_floats(net);
+  c->work = sqlite3_malloc64((nst + (size_t)net->ldo) * sizeof(float));
+  c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
+  if (!c->work || !c->outs) {
+    rnn_err_nomem(err);
+    return -1;
+  }
+  rnn_state_init(net, &c->st, c->work);
+  for (int64_t t = 0; t < c->seq.T; t++) rnn_step(net, &c->st, c->seq.xs + (size_t)t * net->n_in);
+  rnn_output(net, &c->st, c->outs, c->work + nst);
+  rnn_seq_free(&c->seq); /* only the state is needed from here on */
+  return 0;
+}
+
+static int tvf_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, int argc, sqlite3_value **argv) {
+  (void)idxNum;
+  (void)idxStr;
+  tvf_cursor *c = (tvf_cursor *)p;
+  tvf_vtab *v = (tvf_vtab *)p->pVtab;
+  const char *fn = fname(v->kind);
+  rnn_err err = {SQLITE_OK, NULL};
+  tvf_reset(c);
+  for (int i = 0; i < argc && i < 3; i++) {
+    c->args[i] = sqlite3_value_dup(argv[i]);
+    if (!c->args[i]) return SQLITE_NOMEM;
+  }
+  c->e = rnn_resolve_value(v->conn, c->args[0], fn, &err);
+  if (!c->e) return rnn_err_vtab(p->pVtab, &err);
+  int rc = rnn_seq_read(&err, c->e->model, c->args[1], fn, &c->seq);
+  if (rc == 1) return SQLITE_OK; /* rule 5: NULL sequence, no rows */
+  if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
+  rc = v->kind == KIND_STEPS ? filter_steps(c, fn, &err) : filter_forecast(c, fn, &err);
+  if (rc) return rnn_err_vtab(p->pVtab, &err);
+  return SQLITE_OK;
+}
+
+static int tvf_next(sqlite3_vtab_cursor *p) {
+  tvf_cursor *c = (tvf_cursor *)p;
+  tvf_vtab *v = (tvf_vtab *)p->pVtab;
+  c->row++;
+  if (v->kind == KIND_FORECAST && c->row < c->n) {
+    const rnn_net *net = &c->e->model->net;
+    rnn_step(net, &c->st, c->outs); /* feed the last output back in */
+    rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
+  }
+  return SQLITE_OK;
+}
+
+static int tvf_eof(sqlite3_vtab_cursor *p) {
+  tvf_cursor *c = (tvf_cursor *)p;
+  return c->row >= c->n;
+}
+
+static int tvf_rowid(sqlite3_vtab_cursor *p, sqlite3_int64 *rowid) {
+  *rowid = ((tvf_cursor *)p)->row;
+  return SQLITE_OK;
+}
+
+static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
+  tvf_cursor *c = (tvf_cursor *)p;
+  tvf_vtab *v = (tvf_vtab *)p->pVtab;
+  const rnn_model *m = c->e->model;
+  const rnn_net *net = &m->net;
+  if (v->kind == KIND_FORECAST) {
+    switch (col) {
+      case F_STEP: sqlite3_result_int64(ctx, c->row + 1); break;
+      case F_OUTPUT: rnn_result_output(ctx, c->outs, net->n_out); break;
+      default: sqlite3_result_value(ctx, c->args[col - F_MODEL]); break;
+    }
+    return SQLITE_OK;
+  }
+  switch (col) {
+    case S_STEP: sqlite3_result_int64(ctx, c->row); break;
+    case S_INPUT:
+      if (c->seq.tokens) {
+        sqlite3_result_text(ctx, m->vocab[c->seq.tokens[c->row]], -1, SQLITE_TRANSIENT);
+      } else {
+        rnn_result_output(ctx, c->seq.xs + (size_t)c->row * net->n_in, net->n_in);
+      }
+      break;
+    case S_OUTPUT: rnn_result_output(ctx, c->outs + (size_t)c->row * net->n_out, net->n_out); break;
+    case S_HIDDEN: {
+      int hw = net->dirs * net->hout;
+      unsigned char *b = rnn_f32_blob(c->hid + (size_t)c->row * hw, hw);
+      if (!b) return SQLITE_NOMEM;
+      sqlite3_result_blob(ctx, b, hw * 4, sqlite3_free);
+      sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
+      break;
+    }
+    default: sqlite3_result_value(ctx, c->args[col - S_MODEL]); break;
+  }
+  return SQLITE_OK;
+}
+
+static const sqlite3_module tvf_module = {
+  0,              /* iVersion */
+  NULL,           /* xCreate: NULL makes the table eponymous-only */
+  tvf_connect, tvf_best_index, tvf_disconnect, NULL /* xDestroy */,
+  tvf_open, tvf_close, tvf_filter, tvf_next, tvf_eof, tvf_column, tvf_rowid,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, /* xUpdate .. xShadowName */
+};
+
+int rnn_register_tvf(sqlite3 *db, rnn_conn *conn, char **pzErr) {
+  /* Not SQLITE_VTAB_INNOCUOUS: a TEXT model argument reads rnn_models. */
+  static const char *const names[] = {"rnn_steps", "rnn_forecast"};
+  for (int i = 0; i < 2; i++) {
+    rnn_conn_ref(conn);
+    int rc = sqlite3_create_module_v2(db, names[i], &tvf_module, conn, rnn_conn_unref);
+    if (rc != SQLITE_OK) {
+      *pzErr = sqlite3_mprintf("cannot register %s(): %s", names[i], sqlite3_errstr(rc));
+      return rc;
+    }
+  }
+  return SQLITE_OK;
+}

@@ -1,0 +1,35 @@
+/*
+** util.h: error reporting shared by scalar, aggregate and table-valued
+** functions, and how outputs become SQL values.
+*/
+#ifndef RNN_UTIL_H
+#define RNN_UTIL_H
+#include "sqlite3ext.h"
+
+#ifndef SQLITE_RESULT_SUBTYPE
+#define SQLITE_RESULT_SUBTYPE 0x001000000 /* 3.45+; masked off by older SQLite */
+#endif
+#define RNN_SUBTYPE_F32 223   /* sqlite-vec's float32 vector subtype */
+#define RNN_SUBTYPE_JSON 74   /* SQLite's JSON subtype ('J') */
+
+/* An error on its way to the caller: functions report it on their context,
+** virtual tables in zErrMsg. */
+typedef struct rnn_err {
+  int rc;       /* SQLITE_OK, SQLITE_ERROR, SQLITE_NOMEM or SQLITE_TOOBIG */
+  char *msg;    /* sqlite3_malloc'd; NULL for NOMEM */
+} rnn_err;
+
+void rnn_err_set(rnn_err *e, const char *fmt, ...);
+void rnn_err_nomem(rnn_err *e);
+/* Report on ctx and clear. */
+void rnn_err_result(sqlite3_context *ctx, rnn_err *e);
+/* Report into a vtab's zErrMsg, clear, and return the SQLite code. */
+int rnn_err_vtab(sqlite3_vtab *vtab, rnn_err *e);
+
+/* out[0..n) as an SQL value: REAL for n == 1, else a JSON array (subtype JSON). */
+void rnn_result_output(sqlite3_context *ctx, const float *out, int n);
+/* out[0..n) as JSON array text (sqlite3_malloc'd), or NULL on OOM. */
+char *rnn_json_floats(const float *out, int n, int *len);
+/* v[0..n) as a little-endian float32 BLOB (sqlite3_malloc'd), or NULL on OOM. */
+unsigned char *rnn_f32_blob(const float *v, int n);
+#endif
