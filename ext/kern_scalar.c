@@ -1,6 +1,75 @@
-/* kern_scalar.c: the portable path (any x86-64 or other CPU); see kern_body.h. */
+/*
+** kern_scalar.c: the portable path and the reference for the others: the SIMD
+** paths (kern_avx2.c, kern_avx512.c) perform exactly these operations in this
+** order, lane by lane, so every path gives the same bits.
+**
+**  1. The whole build uses -ffp-contract=off: only the fmaf() written here fuse.
+**  2. Loops are elementwise across outputs; the order in which one output sums
+**     its terms (k ascending) never depends on the vector width.
+**  3. exp is our own polynomial (no libm exp), so every path rounds alike. The
+**     error of tanh and sigmoid against libm is measured by tests/test_kernels.c.
+*/
 #include "cells.h"
-#define KNAME(f) f##_scalar
-#include "kern_body.h"
+#include <stdint.h>
+#include <math.h>
+#include <string.h>
+
+/* y[0..m) += w^T x with w stored [n][ld]; m is a multiple of RNN_LANES. */
+static void gemv_t_scalar(float *restrict y, const float *restrict w, int ld,
+                          const float *restrict x, int n, int m) {
+  int j = 0;
+  for (; j + 64 <= m; j += 64) {
+    float acc[64];
+    memcpy(acc, y + j, sizeof(acc));
+    for (int k = 0; k < n; k++) {
+      const float *wk = w + (size_t)k * (size_t)ld + j;
+      float xk = x[k];
+      for (int jj = 0; jj < 64; jj++) acc[jj] = fmaf(wk[jj], xk, acc[jj]);
+    }
+    memcpy(y + j, acc, sizeof(acc));
+  }
+  for (; j < m; j += 16) {
+    float acc[16];
+    memcpy(acc, y + j, sizeof(acc));
+    for (int k = 0; k < n; k++) {
+      const float *wk = w + (size_t)k * (size_t)ld + j;
+      float xk = x[k];
+      for (int jj = 0; jj < 16; jj++) acc[jj] = fmaf(wk[jj], xk, acc[jj]);
+    }
+    memcpy(y + j, acc, sizeof(acc));
+  }
+}
+
+/* exp(x) for float: x = n*ln2 + r, |r| <= ln2/2, e^r by its degree-7 Taylor
+** polynomial (truncation < 3e-9 relative), times 2^n built in the exponent bits.
+** Inputs are clamped to [-87, 88] so 2^n stays a normal float. */
+static inline float exp1(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  float n = floorf(fmaf(x, 1.44269504088896341f, 0.5f));
+  float r = fmaf(n, -0.693145751953125f, x);   /* ln2 split: hi has 16 bits */
+  r = fmaf(n, -1.428606765330187045e-06f, r);  /* lo */
+  float p = 1.0f / 5040.0f;
+  p = fmaf(p, r, 1.0f / 720.0f);
+  p = fmaf(p, r, 1.0f / 120.0f);
+  p = fmaf(p, r, 1.0f / 24.0f);
+  p = fmaf(p, r, 1.0f / 6.0f);
+  p = fmaf(p, r, 0.5f);
+  p = fmaf(p, r, 1.0f);
+  p = fmaf(p, r, 1.0f);
+  int32_t e = ((int32_t)n + 127) << 23;
+  float s;
+  memcpy(&s, &e, sizeof(s));
+  return p * s;
+}
+
+static void sigmoid_scalar(float *restrict y, int n) {
+  for (int i = 0; i < n; i++) y[i] = 1.0f / (1.0f + exp1(-y[i]));
+}
+
+/* tanh(y) = 1 - 2 / (e^{2y} + 1): absolute error a few 1e-8, saturates cleanly. */
+static void tanh_scalar(float *restrict y, int n) {
+  for (int i = 0; i < n; i++) y[i] = 1.0f - 2.0f / (exp1(2.0f * y[i]) + 1.0f);
+}
 
 const rnn_kernels rnn_kernels_scalar = {"scalar", gemv_t_scalar, sigmoid_scalar, tanh_scalar};
