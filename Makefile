@@ -74,3 +74,12 @@ clean:
 	rm -rf build rnn.so demo.db
 
 .PHONY: all deps check-python demo test clean
+
+# Benchmarks (see bench/bench.py): prints ratios against baselines measured in the same run.
+build/bench_kernels: bench/bench_kernels.c tests/testnet.h $(KERN_OBJ) $(HDR)
+	$(CC) $(BASE) -O2 bench/bench_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
+
+bench: deps check-python rnn.so build/bench_kernels
+	$(PYTHON) bench/bench.py
+
+.PHONY: bench

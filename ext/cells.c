@@ -16,16 +16,22 @@
 
 static int imax(int a, int b) { return a > b ? a : b; }
 
+/* Width of each scratch vector: gates, projections, outputs, and cat(input, h)
+** for the widest layer input (I, or dirs * hout above layer 0). */
+static size_t scratch_width(const rnn_net *n) {
+  int in = imax(n->n_in, n->dirs * n->hout);
+  return (size_t)imax(imax(n->ldg, n->ldp), imax(n->ldo, in + n->hout + RNN_LANES));
+}
+
 size_t rnn_state_floats(const rnn_net *n) {
-  size_t wide = (size_t)imax(imax(n->ldg, n->ldp), imax(n->ldo, n->n_in + n->hout + RNN_LANES));
   return (size_t)n->layers * (size_t)n->hout      /* h */
        + (size_t)n->layers * (size_t)n->hidden    /* c */
        + (size_t)n->ldo                           /* y */
-       + wide * 4;                                /* x, gi, gh, hn */
+       + scratch_width(n) * 5;                    /* x, xh, gi, gh, hn */
 }
 
 void rnn_state_init(const rnn_net *n, rnn_state *st, float *mem) {
-  size_t wide = (size_t)imax(imax(n->ldg, n->ldp), imax(n->ldo, n->n_in + n->hout + RNN_LANES));
+  size_t wide = scratch_width(n);
   st->h = mem;
   mem += (size_t)n->layers * (size_t)n->hout;
   st->c = mem;
@@ -33,9 +39,10 @@ void rnn_state_init(const rnn_net *n, rnn_state *st, float *mem) {
   st->y = mem;
   mem += n->ldo;
   st->x = mem;
-  st->gi = mem + wide;
-  st->gh = mem + 2 * wide;
-  st->hn = mem + 3 * wide;
+  st->xh = mem + wide;
+  st->gi = mem + 2 * wide;
+  st->gh = mem + 3 * wide;
+  st->hn = mem + 4 * wide;
   rnn_state_reset(n, st);
 }
 
@@ -82,24 +89,28 @@ static void cell_step(const rnn_net *n, const rnn_dir *d, const float *in, int i
                       rnn_state *st) {
   const int H = n->hidden, hout = n->hout;
   float *gi = st->gi, *gh = st->gh;
-  memcpy(gi, d->bih, sizeof(float) * (size_t)n->ldg);
-  n->k->gemv_t(gi, d->wih, n->ldg, in, in_n, n->ldg);
-  memcpy(gh, d->bhh, sizeof(float) * (size_t)n->ldg);
-  n->k->gemv_t(gh, d->whh, n->ldg, h, hout, n->ldg);
+  if (n->cell == CELL_GRU) {
+    /* r and n need W_hn h + b_hn apart from the input side: two products */
+    memcpy(gi, d->bih, sizeof(float) * (size_t)n->ldg);
+    n->k->gemv_t(gi, d->wih, n->ldg, in, in_n, n->ldg);
+    memcpy(gh, d->bhh, sizeof(float) * (size_t)n->ldg);
+    n->k->gemv_t(gh, d->whh, n->ldg, h, hout, n->ldg);
+  } else {
+    /* gates = (b_ih + b_hh) + [W_ih; W_hh] cat(in, h): one pass over one block */
+    memcpy(st->xh, in, sizeof(float) * (size_t)in_n);
+    memcpy(st->xh + in_n, h, sizeof(float) * (size_t)hout);
+    memcpy(gi, d->bsum, sizeof(float) * (size_t)n->ldg);
+    n->k->gemv_t(gi, d->wih, n->ldg, st->xh, in_n + hout, n->ldg);
+  }
   switch (n->cell) {
     case CELL_RNN_TANH:
-      for (int j = 0; j < H; j++) gi[j] = gi[j] + gh[j];
       n->k->tanh(gi, H);
       memcpy(h, gi, sizeof(float) * (size_t)H);
       break;
     case CELL_RNN_RELU:
-      for (int j = 0; j < H; j++) {
-        float v = gi[j] + gh[j];
-        h[j] = v > 0.0f ? v : 0.0f;
-      }
+      for (int j = 0; j < H; j++) h[j] = gi[j] > 0.0f ? gi[j] : 0.0f;
       break;
     case CELL_LSTM:
-      for (int j = 0; j < 4 * H; j++) gi[j] = gi[j] + gh[j];
       n->k->sigmoid(gi, 2 * H);          /* i, f */
       n->k->tanh(gi + 2 * H, H);         /* g */
       n->k->sigmoid(gi + 3 * H, H);      /* o */

@@ -21,10 +21,12 @@ enum { ACT_NONE, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_LOG_SOFTMAX, ACT_RELU }
 #define RNN_LANES 16
 
 typedef struct rnn_dir {
-  const float *wih;   /* [in][ldg]  W_ih^T (seed: i2h.weight^T, in = I+H) */
+  const float *wih;   /* [in][ldg]  W_ih^T (seed: i2h.weight^T, in = I+H); whh follows
+                      ** it in memory, so [W_ih; W_hh]^T is one [in+hin][ldg] block */
   const float *whh;   /* [hin][ldg] W_hh^T, hin = proj ? proj : H (seed: unused) */
   const float *bih;   /* [ldg] b_ih, zeros when the model has no bias */
   const float *bhh;   /* [ldg] b_hh, zeros when the model has no bias */
+  const float *bsum;  /* [ldg] b_ih + b_hh (RNN, LSTM: one accumulator for both products) */
   const float *whr;   /* [H][ldp] LSTM projection W_hr^T, NULL without proj_size */
 } rnn_dir;
 
@@ -67,7 +69,8 @@ typedef struct rnn_state {
   float *h;           /* [layers][hout] */
   float *c;           /* [layers][H] (LSTM) */
   float *y;           /* [ldo] seed: last i2o output */
-  float *x;           /* [max(I, ldg)] standardised input / layer input copy */
+  float *x;           /* standardised input; for the seed cell cat(x, h) */
+  float *xh;          /* cat(layer input, h) for the fused product of RNN and LSTM */
   float *gi, *gh;     /* [ldg] gate pre-activations */
   float *hn;          /* [max(hout, H)] new h before it is copied back */
   int64_t steps;      /* steps taken since reset */

@@ -577,7 +577,7 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
           if (!expect(&L, nm, proj, H, 1)) goto fail;
           find(&L, nm)->used = 1;
         }
-        need += in * net->ldg + (int64_t)hout * net->ldg + 2 * net->ldg + (proj ? H * net->ldp : 0);
+        need += in * net->ldg + (int64_t)hout * net->ldg + 3 * net->ldg + (proj ? H * net->ldp : 0);
         if (need > RNN_MAX_PARAMS) break;
       }
     }
@@ -666,6 +666,9 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
         if (find(&L, nm) && put(&L, find(&L, nm), w, 0)) goto fail;
         if (find(&L, nm)) P.bias = 1;
         dr->bhh = w;
+        CARVE(w, net->ldg);
+        for (int j = 0; j < net->ldg; j++) w[j] = dr->bih[j] + dr->bhh[j];
+        dr->bsum = w;
         if (proj) {
           CARVE(w, (size_t)H * net->ldp);
           snprintf(nm, sizeof(nm), "%sweight_hr_l%d%s", pre, l, sfx[d]);

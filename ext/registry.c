@@ -18,7 +18,8 @@
 **     together change on any commit (ours or another connection's) and on any
 **     change of ours. A memo entry is never written inside a write transaction,
 **     so a ROLLBACK cannot leave a memo of rolled-back bytes, and used only while
-**     a transaction is open (the versions refresh when a read starts). On a miss the
+**     a read is open (the versions refresh when a read starts; with none open, a
+**     probe of the row that reads no BLOB starts one). On a miss the
 **     row is read again (a prepared statement per lookup, never kept across
 **     calls: a kept statement would block sqlite3_close).
 **  4. Lookups re-entering the functions through the registry (a view or virtual
@@ -190,23 +191,32 @@ static uint64_t db_version(sqlite3 *db) {
 static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *fname, rnn_err *err) {
   static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
   sqlite3 *db = c->db;
-  /* With no transaction open the data versions may predate another
-  ** connection's commit (they refresh when a read starts): no memo hits then. */
-  int fresh = sqlite3_txn_state(db, NULL) != SQLITE_TXN_NONE;
-  uint64_t ver = fresh ? db_version(db) : 0;
+  sqlite3_stmt *probe = NULL;
   name_memo *slot = NULL;
-  for (int i = 0; i < RNN_NAME_MEMO; i++) {
+  for (int i = 0; i < RNN_NAME_MEMO && !slot; i++) {
     name_memo *m = &c->memo[i];
-    if (m->name && (int)strlen(m->name) == nname && memcmp(m->name, name, (size_t)nname) == 0) {
-      if (fresh && m->version == ver) {
-        m->e->refs++;
-        m->e->last_use = ++c->clock;
-        c->hits++;
-        return m->e;
-      }
-      slot = m;
+    if (m->name && (int)strlen(m->name) == nname && memcmp(m->name, name, (size_t)nname) == 0) slot = m;
+  }
+  if (slot && c->depth < RNN_MAX_DEPTH) {
+    /* The data versions refresh only when a read starts: with no transaction
+    ** open, a cheap probe of the row starts one (and reads no BLOB). */
+    if (sqlite3_txn_state(db, NULL) == SQLITE_TXN_NONE &&
+        sqlite3_prepare_v2(db, "SELECT 1 FROM rnn_models WHERE name = ?1", -1, &probe, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(probe, 1, name, nname, SQLITE_STATIC) == SQLITE_OK) {
+      c->depth++;
+      sqlite3_step(probe);
+      c->depth--;
+    }
+    int hit = sqlite3_txn_state(db, NULL) != SQLITE_TXN_NONE && slot->version == db_version(db);
+    sqlite3_finalize(probe);
+    if (hit) {
+      slot->e->refs++;
+      slot->e->last_use = ++c->clock;
+      c->hits++;
+      return slot->e;
     }
   }
+  uint64_t ver;
   if (c->depth >= RNN_MAX_DEPTH) {
     rnn_err_set(err, "%s(): model lookup nested too deeply (rnn_models must be a plain table)", fname);
     return NULL;

@@ -9,7 +9,7 @@ def _rand(rng, n, scale=0.5):
 
 
 def recurrent(cell, I, H, layers=1, head=None, bias=True, seed=1, prefix="", head_prefix="fc.",
-              proj=0, bidirectional=False, metadata=None, dtype="F32"):
+              proj=0, bidirectional=False, metadata=None, dtype="F32", scale=0.5):
     """safetensors bytes of an nn.RNN/LSTM/GRU state_dict (+ optional Linear head of `head` outputs)."""
     rng = random.Random(seed)
     G = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}[cell]
@@ -19,8 +19,8 @@ def recurrent(cell, I, H, layers=1, head=None, bias=True, seed=1, prefix="", hea
     for k in range(layers):
         for sfx in ([""] if dirs == 1 else ["", "_reverse"]):
             inp = I if k == 0 else hout * dirs
-            t["%sweight_ih_l%d%s" % (prefix, k, sfx)] = (dtype, [G * H, inp], _rand(rng, G * H * inp))
-            t["%sweight_hh_l%d%s" % (prefix, k, sfx)] = (dtype, [G * H, hout], _rand(rng, G * H * hout))
+            t["%sweight_ih_l%d%s" % (prefix, k, sfx)] = (dtype, [G * H, inp], _rand(rng, G * H * inp, scale))
+            t["%sweight_hh_l%d%s" % (prefix, k, sfx)] = (dtype, [G * H, hout], _rand(rng, G * H * hout, scale))
             if bias:
                 t["%sbias_ih_l%d%s" % (prefix, k, sfx)] = (dtype, [G * H], _rand(rng, G * H))
                 t["%sbias_hh_l%d%s" % (prefix, k, sfx)] = (dtype, [G * H], _rand(rng, G * H))

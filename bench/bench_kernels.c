@@ -1,0 +1,98 @@
+/*
+** bench_kernels.c: ns per step of the cells alone (no SQLite), GFLOP/s, and the
+** fraction of this core's FMA peak, measured in the same run. Part of `make bench`.
+**
+** FLOPs per step count the multiply-adds of the matrix-vector products (2 per
+** weight) plus the head: the same accounting as shared/notes/baselines.md.
+** Usage: bench_kernels [path]   (path: scalar, avx2, avx512; default: best)
+*/
+#include "../tests/testnet.h"
+#include <stdio.h>
+#include <time.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The FMA peak of one core: 12 independent chains of vector FMAs, more than
+** latency x throughput, so the FMA units never wait. */
+#if defined(__x86_64__)
+#define CHAINS(V, FMA)                                                                            \
+  V a0 = c, a1 = c, a2 = c, a3 = c, a4 = c, a5 = c, a6 = c, a7 = c, a8 = c, a9 = c, a10 = c, a11 = c; \
+  const long iters = 50000000;                                                                     \
+  double t0 = now();                                                                               \
+  for (long n = 0; n < iters; n++) {                                                               \
+    a0 = FMA(a0, b, c); a1 = FMA(a1, b, c); a2 = FMA(a2, b, c); a3 = FMA(a3, b, c);                \
+    a4 = FMA(a4, b, c); a5 = FMA(a5, b, c); a6 = FMA(a6, b, c); a7 = FMA(a7, b, c);                \
+    a8 = FMA(a8, b, c); a9 = FMA(a9, b, c); a10 = FMA(a10, b, c); a11 = FMA(a11, b, c);            \
+    __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5));             \
+    __asm__ volatile("" : "+v"(a6), "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));           \
+  }                                                                                                \
+  double t = now() - t0
+
+__attribute__((target("avx512f"))) static double peak_avx512(void) {
+  const __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+  CHAINS(__m512, _mm512_fmadd_ps);
+  return iters * 12.0 * 16 * 2 / t / 1e9;
+}
+__attribute__((target("avx2,fma"))) static double peak_avx2(void) {
+  const __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  CHAINS(__m256, _mm256_fmadd_ps);
+  return iters * 12.0 * 8 * 2 / t / 1e9;
+}
+#endif
+
+int main(int argc, char **argv) {
+  const rnn_kernels *k = argc > 1 ? rnn_kernels_named(argv[1]) : rnn_kernels_pick();
+  if (!k) {
+    fprintf(stderr, "path %s not supported here\n", argv[1]);
+    return 1;
+  }
+  double peak = 0;
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f")) peak = peak_avx512();
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) peak = peak_avx2();
+#endif
+  printf("path %s; measured FMA peak of one core: %.1f GFLOP/s\n", k->name, peak);
+  printf("%-5s %3s %4s %12s %10s %8s\n", "cell", "I", "H", "ns/step", "GFLOP/s", "of peak");
+  static const struct { const char *name; int cell; } cells[] = {
+    {"RNN", CELL_RNN_TANH}, {"LSTM", CELL_LSTM}, {"GRU", CELL_GRU}};
+  const int Hs[] = {16, 64, 256}, Is[] = {1, 8};
+  float xs[8 * 64];
+  for (int i = 0; i < 8 * 64; i++) xs[i] = frand();
+  for (int c = 0; c < 3; c++) {
+    for (int ii = 0; ii < 2; ii++) {
+      for (int hh = 0; hh < 3; hh++) {
+        int I = Is[ii], H = Hs[hh], G = cells[c].cell == CELL_LSTM ? 4 : cells[c].cell == CELL_GRU ? 3 : 1;
+        test_net tn;
+        make_net(&tn, cells[c].cell, I, H, 1, 0, 1);
+        tn.net.k = k;
+        float *mem = malloc(sizeof(float) * rnn_state_floats(&tn.net));
+        float out[16], scratch[16];
+        rnn_state st;
+        rnn_state_init(&tn.net, &st, mem);
+        /* enough steps for ~0.2 s */
+        long steps = 200000000L / (long)(G * H * (I + H) + 64);
+        if (steps < 2000) steps = 2000;
+        for (long s = 0; s < steps / 10; s++) rnn_step(&tn.net, &st, xs + (s % 64) * I); /* warm up */
+        double t0 = now();
+        for (long s = 0; s < steps; s++) {
+          rnn_step(&tn.net, &st, xs + (s % 64) * I);
+          rnn_output(&tn.net, &st, out, scratch);
+        }
+        double ns = (now() - t0) / steps * 1e9;
+        double flops = 2.0 * G * H * (I + H) + 2.0 * H;
+        double gf = flops / ns;
+        printf("%-5s %3d %4d %12.1f %10.2f %7.1f%%\n", cells[c].name, I, H, ns, gf, peak > 0 ? 100 * gf / peak : 0);
+        free(mem);
+        free(tn.mem);
+      }
+    }
+  }
+  return 0;
+}
