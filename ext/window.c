@@ -47,7 +47,7 @@ typedef struct win {
   float *outs;            /* [ldo] scratch */
   float *row;             /* [I] the row being stepped */
   float *fifo;            /* [cap][I] buffered inputs; owned; NULL once dropped */
-  int64_t cap, head, count;
+  int64_t cap, head, count; /* ring of cap rows, a power of two */
   int dropped;            /* rule 6: the FIFO outgrew the limit and was freed */
   char *name;             /* the model name of the first row, if TEXT; owned */
   int name_len;
@@ -131,14 +131,14 @@ static int fifo_push(win *w) {
     if (!nf) return -1;
     /* unroll the ring so it starts at 0 */
     for (int64_t i = 0; i < w->count; i++) {
-      memcpy(nf + i * I, w->fifo + ((w->head + i) % w->cap) * I, sizeof(float) * (size_t)I);
+      memcpy(nf + i * I, w->fifo + ((w->head + i) & (w->cap - 1)) * I, sizeof(float) * (size_t)I);
     }
     sqlite3_free(w->fifo);
     w->fifo = nf;
     w->cap = ncap;
     w->head = 0;
   }
-  memcpy(w->fifo + ((w->head + w->count) % w->cap) * I, w->row, sizeof(float) * (size_t)I);
+  memcpy(w->fifo + ((w->head + w->count) & (w->cap - 1)) * I, w->row, sizeof(float) * (size_t)I);
   w->count++;
   return 0;
 }
@@ -199,7 +199,7 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     return;
   }
   if (w->count == 0) return;
-  w->head = (w->head + 1) % w->cap;
+  w->head = (w->head + 1) & (w->cap - 1);
   w->count--;
   w->rows--;
   w->sliding = 1;
@@ -213,7 +213,7 @@ static int win_compute(win *w) {
     const int I = w->net->n_in;
     rnn_state_reset(w->net, &w->st);
     for (int64_t i = 0; i < w->count; i++) {
-      rnn_step(w->net, &w->st, w->fifo + ((w->head + i) % w->cap) * I);
+      rnn_step(w->net, &w->st, w->fifo + ((w->head + i) & (w->cap - 1)) * I);
     }
     w->st_ok = 1;
   }
