@@ -1,5 +1,6 @@
 # sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test.
-# Targets: all (rnn.so), demo, test, clean, deps (installs Debian packages).
+# Targets: all (rnn.so), demo, test, bench, clean, deps (installs Debian packages),
+# static, install, uninstall, node-test (tests/ecosystem.mk).
 
 CC      ?= cc
 # -ffp-contract=off: only the fmaf() written in the kernels fuse, so every CPU
@@ -48,10 +49,10 @@ KERN_OBJ = build/cells.o build/kern_scalar.o build/kern_avx2.o build/kern_avx512
 build/test_kernels: tests/test_kernels.c $(KERN_OBJ) $(HDR)
 	$(CC) $(BASE) $(CFLAGS) tests/test_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
 
-# Debian packages: the compiler and headers to build, the shell for the demo,
-# python3 for the tests. python3-torch is optional: without it the PyTorch
+# Debian packages: the compiler and headers to build, the shell and gnuplot for
+# the demo, python3 for the tests. python3-torch is optional: without it the PyTorch
 # checks run against committed fixtures and the live ones are skipped.
-DEPS = gcc libc6-dev libsqlite3-dev sqlite3 python3
+DEPS = gcc libc6-dev libsqlite3-dev sqlite3 python3 gnuplot-nox
 deps:
 	@missing=""; for p in $(DEPS) $(EXTRA_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -69,6 +70,7 @@ check-python:
 demo: deps rnn.so
 	rm -f demo.db
 	sqlite3 demo.db < sql/demo.sql
+	gnuplot sql/demo_chart.gp && echo "chart of the faults and the model's forecasts: demo.png" 
 
 test: deps check-python rnn.so build/test_kernels
 	$(PYTHON) tests/run.py
@@ -86,3 +88,6 @@ bench: deps check-python rnn.so build/bench_kernels
 	$(PYTHON) bench/bench.py
 
 .PHONY: bench
+
+# static, install, uninstall, node-test
+include tests/ecosystem.mk

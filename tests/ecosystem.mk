@@ -1,0 +1,67 @@
+# tests/ecosystem.mk: the targets that fit sqlite-rnn into other hosts. Included by the Makefile, whose CC, BASE,
+# CFLAGS, SRC, SIMD, SIMD_FLAGS_avx2, SIMD_FLAGS_avx512 and LDLIBS it uses.
+#
+#   make static        build/static/librnn.a: ext/*.c compiled with -DSQLITE_CORE, to link into an application
+#                      that calls sqlite3_auto_extension(sqlite3_rnn_init); and build/static_main
+#                      (tests/static_main.c), such an application, linked with it and the system SQLite
+#   make install       rnn.so -> $(DESTDIR)$(PREFIX)/lib/sqlite-rnn/rnn.so, python/sqlite_rnn.py ->
+#                      $(DESTDIR)$(PYTHONDIR)/, sql/rnn_models.sql -> $(DESTDIR)$(PREFIX)/share/sqlite-rnn/
+#   make uninstall     removes exactly those files (and the sqlite-rnn directories when empty)
+#   make node-test     installs better-sqlite3 12 into tests/node/node_modules and runs tests/node/test.mjs
+#
+# PREFIX defaults to /usr/local. PYTHONDIR defaults to $(PREFIX)/lib/python3.N/dist-packages (N from $(PYTHON)),
+# which Debian's python3 searches for PREFIX /usr/local and /usr; for another PREFIX set PYTHONPATH.
+# sqlite_rnn.load() finds the .so relative to itself (../../sqlite-rnn/rnn.so), so a DESTDIR tree works too.
+
+PREFIX    ?= /usr/local
+PYTHONDIR ?= $(PREFIX)/lib/python$(shell $(or $(PYTHON),python3) -c \
+	'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages
+RNN_LIBDIR = $(PREFIX)/lib/sqlite-rnn
+RNN_SHAREDIR = $(PREFIX)/share/sqlite-rnn
+INSTALL   ?= install
+AR        ?= ar
+
+STATIC_DIR = build/static
+STATIC_OBJ = $(patsubst ext/%.c,$(STATIC_DIR)/%.o,$(SRC) $(SIMD))
+STATIC_HDR = $(wildcard ext/*.h)
+
+static: $(STATIC_DIR)/librnn.a build/static_main
+
+$(STATIC_DIR):
+	@mkdir -p $(STATIC_DIR)
+
+# -DSQLITE_CORE: the extension calls sqlite3_* directly instead of through a loaded extension's sqlite3_api
+$(STATIC_DIR)/%.o: ext/%.c $(STATIC_HDR) | $(STATIC_DIR)
+	$(CC) $(BASE) $(CFLAGS) -DSQLITE_CORE -c $< -o $@
+
+$(STATIC_DIR)/kern_avx2.o: ext/kern_avx2.c $(STATIC_HDR) | $(STATIC_DIR)
+	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -DSQLITE_CORE -c $< -o $@
+
+$(STATIC_DIR)/kern_avx512.o: ext/kern_avx512.c $(STATIC_HDR) | $(STATIC_DIR)
+	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx512) -DSQLITE_CORE -c $< -o $@
+
+$(STATIC_DIR)/librnn.a: $(STATIC_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $(STATIC_OBJ)
+
+build/static_main: tests/static_main.c $(STATIC_DIR)/librnn.a
+	$(CC) $(BASE) $(CFLAGS) tests/static_main.c $(STATIC_DIR)/librnn.a -o $@ -lsqlite3 $(LDLIBS)
+
+install: rnn.so
+	$(INSTALL) -d $(DESTDIR)$(RNN_LIBDIR) $(DESTDIR)$(PYTHONDIR) $(DESTDIR)$(RNN_SHAREDIR)
+	$(INSTALL) -m 0644 rnn.so $(DESTDIR)$(RNN_LIBDIR)/rnn.so
+	$(INSTALL) -m 0644 python/sqlite_rnn.py $(DESTDIR)$(PYTHONDIR)/sqlite_rnn.py
+	$(INSTALL) -m 0644 sql/rnn_models.sql $(DESTDIR)$(RNN_SHAREDIR)/rnn_models.sql
+
+uninstall:
+	rm -f $(DESTDIR)$(RNN_LIBDIR)/rnn.so $(DESTDIR)$(PYTHONDIR)/sqlite_rnn.py \
+	      $(DESTDIR)$(PYTHONDIR)/__pycache__/sqlite_rnn.*.pyc $(DESTDIR)$(RNN_SHAREDIR)/rnn_models.sql
+	-rmdir $(DESTDIR)$(RNN_LIBDIR) $(DESTDIR)$(RNN_SHAREDIR) 2>/dev/null
+
+node-test: rnn.so
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  { echo "node-test needs node and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd tests/node && npm install --no-audit --no-fund
+	RNN_EXT=$(CURDIR)/rnn node tests/node/test.mjs
+
+.PHONY: static install uninstall node-test
