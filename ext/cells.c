@@ -111,30 +111,17 @@ static void cell_step(const rnn_net *n, const rnn_dir *d, const float *in, int i
       for (int j = 0; j < H; j++) h[j] = gi[j] > 0.0f ? gi[j] : 0.0f;
       break;
     case CELL_LSTM:
-      n->k->sigmoid(gi, 2 * H);          /* i, f */
-      n->k->tanh(gi + 2 * H, H);         /* g */
-      n->k->sigmoid(gi + 3 * H, H);      /* o */
-      for (int j = 0; j < H; j++) c[j] = gi[H + j] * c[j] + gi[j] * gi[2 * H + j];
-      memcpy(gh, c, sizeof(float) * (size_t)H);
-      n->k->tanh(gh, H);
       if (d->whr) {
-        for (int j = 0; j < H; j++) gh[j] = gi[3 * H + j] * gh[j];
+        n->k->lstm(gi, c, gh, H);
         memset(st->hn, 0, sizeof(float) * (size_t)n->ldp);
         n->k->gemv_t(st->hn, d->whr, n->ldp, gh, H, n->ldp);
         memcpy(h, st->hn, sizeof(float) * (size_t)hout);
       } else {
-        for (int j = 0; j < H; j++) h[j] = gi[3 * H + j] * gh[j];
+        n->k->lstm(gi, c, h, H);
       }
       break;
     case CELL_GRU:
-      for (int j = 0; j < 2 * H; j++) gi[j] = gi[j] + gh[j];
-      n->k->sigmoid(gi, 2 * H);          /* r, z */
-      for (int j = 0; j < H; j++) gi[2 * H + j] = gi[2 * H + j] + gi[j] * gh[2 * H + j];
-      n->k->tanh(gi + 2 * H, H);         /* n */
-      for (int j = 0; j < H; j++) {
-        float nn = gi[2 * H + j];
-        h[j] = (h[j] - nn) * gi[H + j] + nn;
-      }
+      n->k->gru(gi, gh, h, H);
       break;
     default: break;
   }

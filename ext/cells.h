@@ -101,6 +101,11 @@ typedef struct rnn_kernels {
   void (*gemv_t)(float *y, const float *w, int ld, const float *x, int n, int m);
   void (*sigmoid)(float *y, int n);
   void (*tanh)(float *y, int n);
+  /* LSTM pointwise step: g[4H] gate pre-activations (i, f, g, o); c[H] updated;
+  ** out[H] = o * tanh(c) (before any projection). */
+  void (*lstm)(const float *g, float *c, float *out, int H);
+  /* GRU pointwise step: gi[3H] = W_i x + b_i, gh[3H] = W_h h + b_h; h[H] updated. */
+  void (*gru)(const float *gi, const float *gh, float *h, int H);
 } rnn_kernels;
 
 /* The fastest path this CPU supports, or the one named by the environment

@@ -103,7 +103,38 @@ static void tanh_avx2(float *restrict y, int n) {
   }
 }
 
-const rnn_kernels rnn_kernels_avx2 = {"avx2", gemv_t_avx2, sigmoid_avx2, tanh_avx2};
+/* Lanes j..j+7 below H: a mask for maskload/maskstore, which never touch the
+** memory of masked-off lanes. */
+static inline __m256i lanes(int left) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* As lstm_scalar, 8 lanes at a time. */
+static void lstm_avx2(const float *restrict g, float *restrict c, float *restrict out, int H) {
+  for (int j = 0; j < H; j += 8) {
+    __m256i k = lanes(H - j);
+    __m256 i = sig8(_mm256_maskload_ps(g + j, k)), f = sig8(_mm256_maskload_ps(g + H + j, k));
+    __m256 gg = tanh8(_mm256_maskload_ps(g + 2 * H + j, k)), o = sig8(_mm256_maskload_ps(g + 3 * H + j, k));
+    __m256 cj = _mm256_add_ps(_mm256_mul_ps(f, _mm256_maskload_ps(c + j, k)), _mm256_mul_ps(i, gg));
+    _mm256_maskstore_ps(c + j, k, cj);
+    _mm256_maskstore_ps(out + j, k, _mm256_mul_ps(o, tanh8(cj)));
+  }
+}
+
+/* As gru_scalar, 8 lanes at a time. */
+static void gru_avx2(const float *restrict gi, const float *restrict gh, float *restrict h, int H) {
+  for (int j = 0; j < H; j += 8) {
+    __m256i k = lanes(H - j);
+    __m256 r = sig8(_mm256_add_ps(_mm256_maskload_ps(gi + j, k), _mm256_maskload_ps(gh + j, k)));
+    __m256 z = sig8(_mm256_add_ps(_mm256_maskload_ps(gi + H + j, k), _mm256_maskload_ps(gh + H + j, k)));
+    __m256 nn = tanh8(_mm256_add_ps(_mm256_maskload_ps(gi + 2 * H + j, k),
+                                    _mm256_mul_ps(r, _mm256_maskload_ps(gh + 2 * H + j, k))));
+    __m256 hj = _mm256_maskload_ps(h + j, k);
+    _mm256_maskstore_ps(h + j, k, _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(hj, nn), z), nn));
+  }
+}
+
+const rnn_kernels rnn_kernels_avx2 = {"avx2", gemv_t_avx2, sigmoid_avx2, tanh_avx2, lstm_avx2, gru_avx2};
 #else
-const rnn_kernels rnn_kernels_avx2 = {"avx2", 0, 0, 0};
+const rnn_kernels rnn_kernels_avx2 = {"avx2", 0, 0, 0, 0, 0};
 #endif

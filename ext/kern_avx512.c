@@ -115,7 +115,43 @@ static void tanh_avx512(float *restrict y, int n) {
   }
 }
 
-const rnn_kernels rnn_kernels_avx512 = {"avx512", gemv_t_avx512, sigmoid_avx512, tanh_avx512};
+static inline __m512 sig16(__m512 v) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), v))));
+}
+
+static inline __m512 tanh16(__m512 v) {
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  return _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(exp16(_mm512_mul_ps(two, v)), one)));
+}
+
+/* As lstm_scalar, 16 lanes at a time; the last partial vector is masked. */
+static void lstm_avx512(const float *restrict g, float *restrict c, float *restrict out, int H) {
+  for (int j = 0; j < H; j += 16) {
+    __mmask16 k = H - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - j)) - 1);
+    __m512 i = sig16(_mm512_maskz_loadu_ps(k, g + j)), f = sig16(_mm512_maskz_loadu_ps(k, g + H + j));
+    __m512 gg = tanh16(_mm512_maskz_loadu_ps(k, g + 2 * H + j)), o = sig16(_mm512_maskz_loadu_ps(k, g + 3 * H + j));
+    __m512 cj = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(k, c + j)), _mm512_mul_ps(i, gg));
+    _mm512_mask_storeu_ps(c + j, k, cj);
+    _mm512_mask_storeu_ps(out + j, k, _mm512_mul_ps(o, tanh16(cj)));
+  }
+}
+
+/* As gru_scalar, 16 lanes at a time. */
+static void gru_avx512(const float *restrict gi, const float *restrict gh, float *restrict h, int H) {
+  for (int j = 0; j < H; j += 16) {
+    __mmask16 k = H - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (H - j)) - 1);
+    __m512 r = sig16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, gi + j), _mm512_maskz_loadu_ps(k, gh + j)));
+    __m512 z = sig16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, gi + H + j), _mm512_maskz_loadu_ps(k, gh + H + j)));
+    __m512 nn = tanh16(_mm512_add_ps(_mm512_maskz_loadu_ps(k, gi + 2 * H + j),
+                                     _mm512_mul_ps(r, _mm512_maskz_loadu_ps(k, gh + 2 * H + j))));
+    __m512 hj = _mm512_maskz_loadu_ps(k, h + j);
+    _mm512_mask_storeu_ps(h + j, k, _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(hj, nn), z), nn));
+  }
+}
+
+const rnn_kernels rnn_kernels_avx512 = {"avx512", gemv_t_avx512, sigmoid_avx512, tanh_avx512, lstm_avx512,
+                                        gru_avx512};
 #else
-const rnn_kernels rnn_kernels_avx512 = {"avx512", 0, 0, 0};
+const rnn_kernels rnn_kernels_avx512 = {"avx512", 0, 0, 0, 0, 0};
 #endif

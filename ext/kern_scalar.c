@@ -72,4 +72,27 @@ static void tanh_scalar(float *restrict y, int n) {
   for (int i = 0; i < n; i++) y[i] = 1.0f - 2.0f / (exp1(2.0f * y[i]) + 1.0f);
 }
 
-const rnn_kernels rnn_kernels_scalar = {"scalar", gemv_t_scalar, sigmoid_scalar, tanh_scalar};
+static inline float sig1(float v) { return 1.0f / (1.0f + exp1(-v)); }
+static inline float tanh1(float v) { return 1.0f - 2.0f / (exp1(2.0f * v) + 1.0f); }
+
+/* PyTorch's LSTM cell: c = f*c + i*g, out = o*tanh(c); each product rounded. */
+static void lstm_scalar(const float *restrict g, float *restrict c, float *restrict out, int H) {
+  for (int j = 0; j < H; j++) {
+    float i = sig1(g[j]), f = sig1(g[H + j]), gg = tanh1(g[2 * H + j]), o = sig1(g[3 * H + j]);
+    float cj = f * c[j] + i * gg;
+    c[j] = cj;
+    out[j] = o * tanh1(cj);
+  }
+}
+
+/* PyTorch's GRU cell: b_hn stays inside r*(...), h' = (h - n)*z + n as ATen writes it. */
+static void gru_scalar(const float *restrict gi, const float *restrict gh, float *restrict h, int H) {
+  for (int j = 0; j < H; j++) {
+    float r = sig1(gi[j] + gh[j]), z = sig1(gi[H + j] + gh[H + j]);
+    float nn = tanh1(gi[2 * H + j] + r * gh[2 * H + j]);
+    h[j] = (h[j] - nn) * z + nn;
+  }
+}
+
+const rnn_kernels rnn_kernels_scalar = {"scalar", gemv_t_scalar, sigmoid_scalar, tanh_scalar, lstm_scalar,
+                                        gru_scalar};
