@@ -169,6 +169,10 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
   if (sqlite3_value_type(h) != SQLITE_INTEGER || sqlite3_value_int64(h) < 1 ||
       sqlite3_value_int64(h) > RNN_MAX_HORIZON) {
     const char *z = (const char *)sqlite3_value_text(h);
+    if (!z && sqlite3_value_type(h) != SQLITE_NULL) {
+      rnn_err_nomem(err);
+      return -1;
+    }
     rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s", fn, RNN_MAX_HORIZON, z ? z : "NULL");
     return -1;
   }
