@@ -87,6 +87,28 @@ def part1(con):
         print("| `rnn_predict` %s | %.3f | %.3f | %.2f |" % (label, t, t, t / base))
 
 
+def peak_rss_mb(path, expr, partition=True):
+    """Peak resident memory of a fresh process running the 1M-row window query."""
+    code = ("import resource, sqlite3; c = sqlite3.connect(%r); c.enable_load_extension(True); "
+            "c.load_extension(%r); c.execute(%r).fetchall(); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)") % (
+        path, EXT, "SELECT count(*) FROM (SELECT %s OVER (%sORDER BY t) FROM series)" % (
+            expr, "PARTITION BY id " if partition else ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out) / 1024.0
+
+
+def part1_memory(path):
+    print("\nPeak memory of the whole process (fresh Python, 1M rows):\n")
+    print("| query | peak RSS MB |\n|---|---|")
+    for expr, label in (("sum(v)", "`sum(v)` OVER (PARTITION BY id ORDER BY t)"),
+                        ("rnn_predict('lstm64', v)", "`rnn_predict` LSTM(1->64) OVER (PARTITION BY id ORDER BY t)")):
+        print("| %s | %.0f |" % (label, peak_rss_mb(path, expr)))
+    for expr, label in (("sum(v)", "`sum(v)` OVER (ORDER BY t), one 1M-row partition"),
+                        ("rnn_predict('lstm64', v)", "`rnn_predict` LSTM(1->64) OVER (ORDER BY t), one 1M-row partition")):
+        print("| %s | %.0f |" % (label, peak_rss_mb(path, expr, partition=False)))
+
+
 def part2():
     print("\n## 2. Kernels alone (one sequence, batch 1, single thread)\n")
     exe = os.path.join(ROOT, "build", "bench_kernels")
@@ -182,6 +204,7 @@ def main():
     kernel = json.loads(con.execute("SELECT rnn_info('gru8')").fetchone()[0])["kernel"]
     print("CPU path in use: %s" % kernel)
     part1(con)
+    part1_memory(path)
     part2()
     part3(path, con)
     part4(path)

@@ -53,12 +53,16 @@ int main(int argc, char **argv) {
     fprintf(stderr, "path %s not supported here\n", argv[1]);
     return 1;
   }
-  double peak = 0;
+  /* The peak is the best of both vector widths: on some CPUs (e.g. AMD Zen 4)
+  ** 256-bit FMAs reach more GFLOP/s than 512-bit ones. */
+  double p256 = 0, p512 = 0;
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("avx512f")) peak = peak_avx512();
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) peak = peak_avx2();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) p256 = peak_avx2();
+  if (__builtin_cpu_supports("avx512f")) p512 = peak_avx512();
 #endif
-  printf("path %s; measured FMA peak of one core: %.1f GFLOP/s\n", k->name, peak);
+  double peak = p256 > p512 ? p256 : p512;
+  printf("path %s; measured FMA peak of one core: %.1f GFLOP/s (256-bit FMAs %.1f, 512-bit %.1f)\n", k->name,
+         peak, p256, p512);
   printf("%-5s %3s %4s %12s %10s %8s\n", "cell", "I", "H", "ns/step", "GFLOP/s", "of peak");
   static const struct { const char *name; int cell; } cells[] = {
     {"RNN", CELL_RNN_TANH}, {"LSTM", CELL_LSTM}, {"GRU", CELL_GRU}};
