@@ -1,6 +1,7 @@
 # sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test.
 # Targets: all (rnn.so), demo, test, bench, clean, deps (installs Debian packages),
-# static, install, uninstall, node-test (tests/ecosystem.mk).
+# static, install, uninstall, node-test (tests/ecosystem.mk),
+# sanitize, valgrind, fuzz, oomtest, threadtest (tests/reliability.mk).
 
 CC      ?= cc
 # -ffp-contract=off: only the fmaf() written in the kernels fuse, so every CPU
@@ -91,3 +92,5 @@ bench: deps check-python rnn.so build/bench_kernels
 
 # static, install, uninstall, node-test
 include tests/ecosystem.mk
+# sanitize, valgrind, fuzz, oomtest, threadtest
+include tests/reliability.mk

@@ -15,7 +15,7 @@
 **  3. Numbers are converted without the C library's locale-dependent strtod; plain
 **     non-negative integers below 2^63 are also kept exactly (shapes, offsets).
 **  4. Nesting is limited to RJ_MAX_DEPTH, an array to RJ_MAX_ITEMS and an object to
-**     RJ_MAX_KEYS (keys are checked for duplicates pairwise); memory is bounded by the input length.
+**     RJ_MAX_KEYS (keys are checked for duplicates by hash); memory is bounded by the input length.
 **  5. Duplicate keys in one object are an error (safetensors names must be unique).
 */
 #include "json.h"
@@ -177,6 +177,8 @@ static int rj_string(rj_parser *p) {
   rj_node *x = &p->doc->nodes[id];
   x->str = o;
   x->n = (int)k;
+  x->u = 1469598103934665603ull; /* FNV-1a, for the duplicate-key check */
+  for (size_t i = 0; i < k; i++) x->u = (x->u ^ (unsigned char)o[i]) * 1099511628211ull;
   return id;
 }
 
@@ -267,9 +269,9 @@ static int rj_container(rj_parser *p, int depth, int is_obj) {
       if (p->i >= p->n || p->z[p->i] != '"') return rj_fail(p, "expected a string key");
       k = rj_string(p);
       if (k < 0) return -1;
-      /* rule 5: keys are few in a header, so a linear scan is fine */
+      /* rule 5: a scan over at most RJ_MAX_KEYS hashes; text compared on a match */
       for (int c = p->doc->nodes[id].child; c >= 0; c = p->doc->nodes[p->doc->nodes[c].next].next) {
-        if (strcmp(p->doc->nodes[c].str, p->doc->nodes[k].str) == 0) {
+        if (p->doc->nodes[c].u == p->doc->nodes[k].u && strcmp(p->doc->nodes[c].str, p->doc->nodes[k].str) == 0) {
           char what[96];
           snprintf(what, sizeof(what), "duplicate key '%.60s'", p->doc->nodes[k].str);
           return rj_fail(p, what);

@@ -19,7 +19,7 @@ typedef struct rj_node {
   int child;        /* index of the first child, -1 if none */
   int next;         /* index of the next sibling, -1 if last */
   int is_uint;      /* NUMBER written as a plain non-negative integer < 2^63 */
-  uint64_t u;       /* its value when is_uint */
+  uint64_t u;       /* NUMBER: its value when is_uint; STRING: a hash of the text */
   double num;       /* NUMBER value */
   const char *str;  /* STRING: decoded UTF-8, NUL-terminated, owned by the doc pool */
 } rj_node;
@@ -35,7 +35,7 @@ typedef struct rj_doc {
 
 #define RJ_MAX_DEPTH 16
 #define RJ_MAX_ITEMS 1000000
-#define RJ_MAX_KEYS 4096
+#define RJ_MAX_KEYS 8192
 
 /* Parse z[0..n). Returns 0 on success; on failure returns 1 and writes a
 ** message (no trailing period) into err, or 2 on out of memory. */

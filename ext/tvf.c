@@ -98,7 +98,7 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
     if (unusable & (1 << a)) return SQLITE_CONSTRAINT;
     sqlite3_free(p->zErrMsg);
     p->zErrMsg = sqlite3_mprintf("%s(): missing argument %d (%s)", fname(v->kind), a + 1, names[a]);
-    return SQLITE_ERROR;
+    return p->zErrMsg ? SQLITE_ERROR : SQLITE_NOMEM;
   }
   for (int a = 0; a < nargs; a++) {
     info->aConstraintUsage[idx[a]].argvIndex = a + 1;
@@ -168,8 +168,9 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
   }
   if (sqlite3_value_type(h) != SQLITE_INTEGER || sqlite3_value_int64(h) < 1 ||
       sqlite3_value_int64(h) > RNN_MAX_HORIZON) {
+    int was_null = sqlite3_value_type(h) == SQLITE_NULL; /* a failed conversion may leave NULL behind */
     const char *z = (const char *)sqlite3_value_text(h);
-    if (!z && sqlite3_value_type(h) != SQLITE_NULL) {
+    if (!z && !was_null) {
       rnn_err_nomem(err);
       return -1;
     }

@@ -152,13 +152,14 @@ static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const
   if (!w->e) {
     if (win_open(ctx, w, fn, argc, argv)) return;
     if (sqlite3_value_type(argv[0]) == SQLITE_TEXT) {
+      const unsigned char *z = sqlite3_value_text(argv[0]);
       w->name_len = sqlite3_value_bytes(argv[0]);
-      w->name = sqlite3_malloc64((size_t)w->name_len + 1);
+      w->name = z ? sqlite3_malloc64((size_t)w->name_len + 1) : NULL;
       if (!w->name) {
         sqlite3_result_error_nomem(ctx);
         return;
       }
-      memcpy(w->name, sqlite3_value_text(argv[0]), (size_t)w->name_len);
+      memcpy(w->name, z, (size_t)w->name_len);
     }
   } else if (!same_model(w, argv[0])) {
     win_error(ctx, "%s(): the model argument changed within a window partition", fn);
