@@ -2,6 +2,7 @@
 rnn_info describes the model, rnn_version is constant, nothing is created on load."""
 import json
 import os
+import sqlite3
 import subprocess
 
 import models
@@ -100,3 +101,22 @@ def test_multi_output_is_json_array():
     v = json.loads(one(con, "SELECT rnn_predict(?, 1.0)", (blob,)))
     assert len(v) == 3 and abs(sum(v) - 1.0) < 1e-6
     assert one(con, "SELECT json_array_length(rnn_predict(?, 1.0))", (blob,)) == 3
+
+
+def test_trusted_schema_off():
+    """README "Reliability and security": functions that read rnn_models are refused in views of an
+    untrusted schema; pure ones are not."""
+    con = connect()
+    models.registry(con, m=models.recurrent("gru", 1, 3, head=1))
+    con.execute("CREATE TABLE r(v)")
+    con.execute("INSERT INTO r VALUES (1.0)")
+    con.execute("CREATE VIEW scored AS SELECT rnn_predict('m', v) OVER () AS p FROM r")
+    con.execute("CREATE VIEW packed AS SELECT rnn_sequence(1, v) AS p FROM r")
+    assert isinstance(one(con, "SELECT p FROM scored"), float)
+    con.execute("PRAGMA trusted_schema = OFF")
+    try:
+        con.execute("SELECT p FROM scored").fetchall()
+        raise AssertionError("no error")
+    except sqlite3.OperationalError as e:
+        assert str(e) == "unsafe use of rnn_predict()"
+    assert one(con, "SELECT length(p) FROM packed") == 4
