@@ -26,7 +26,6 @@
 #include "json.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -342,16 +341,6 @@ static int cmp_item(const void *pa, const void *pb) {
   return c;
 }
 
-static void rnn_agg_error(sqlite3_context *ctx, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *msg = sqlite3_vmprintf(fmt, ap);
-  va_end(ap);
-  if (msg) sqlite3_result_error(ctx, msg, -1);
-  else sqlite3_result_error_nomem(ctx);
-  sqlite3_free(msg);
-}
-
 static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   seq_agg *a = sqlite3_aggregate_context(ctx, sizeof(seq_agg));
   if (!a) {
@@ -359,7 +348,7 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     return;
   }
   if (argc < 2) {
-    rnn_agg_error(ctx, "rnn_sequence(): expected an ordering key and at least one feature");
+    rnn_result_errorf(ctx, "rnn_sequence(): expected an ordering key and at least one feature");
     return;
   }
   for (int i = 0; i < argc; i++) {
@@ -367,12 +356,12 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   }
   int kt = sqlite3_value_type(argv[0]);
   if (kt == SQLITE_BLOB) {
-    rnn_agg_error(ctx, "rnn_sequence(): argument 1 (the ordering key) is BLOB, expected a number or text");
+    rnn_result_errorf(ctx, "rnn_sequence(): argument 1 (the ordering key) is BLOB, expected a number or text");
     return;
   }
   a->nf = argc - 1;
   if ((a->n + 1) * a->nf > RNN_MAX_SEQ_VALUES) {
-    rnn_agg_error(ctx, "rnn_sequence(): more than %d values", RNN_MAX_SEQ_VALUES);
+    rnn_result_errorf(ctx, "rnn_sequence(): more than %d values", RNN_MAX_SEQ_VALUES);
     return;
   }
   if (a->n == a->cap) {
@@ -396,11 +385,11 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     int t = sqlite3_value_type(argv[i]);
     double d = sqlite3_value_double(argv[i]);
     if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
-      rnn_agg_error(ctx, "rnn_sequence(): argument %d (feature %d) is %s, expected a number", i + 1, i, type_name[t]);
+      rnn_result_errorf(ctx, "rnn_sequence(): argument %d (feature %d) is %s, expected a number", i + 1, i, type_name[t]);
       return;
     }
     if (!finite_f32(d)) {
-      rnn_agg_error(ctx, "rnn_sequence(): argument %d (feature %d) is %!.17g, expected a finite float32 number", i + 1,
+      rnn_result_errorf(ctx, "rnn_sequence(): argument %d (feature %d) is %!.17g, expected a finite float32 number", i + 1,
                 i, d);
       return;
     }

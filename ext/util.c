@@ -22,6 +22,16 @@ void rnn_err_nomem(rnn_err *e) {
   e->rc = SQLITE_NOMEM;
 }
 
+void rnn_result_errorf(sqlite3_context *ctx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *msg = sqlite3_vmprintf(fmt, ap);
+  va_end(ap);
+  if (msg) sqlite3_result_error(ctx, msg, -1);
+  else sqlite3_result_error_nomem(ctx);
+  sqlite3_free(msg);
+}
+
 void rnn_err_result(sqlite3_context *ctx, rnn_err *e) {
   if (e->rc == SQLITE_NOMEM) sqlite3_result_error_nomem(ctx);
   else if (e->rc == SQLITE_TOOBIG) sqlite3_result_error_toobig(ctx);

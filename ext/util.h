@@ -21,6 +21,8 @@ typedef struct rnn_err {
 
 void rnn_err_set(rnn_err *e, const char *fmt, ...);
 void rnn_err_nomem(rnn_err *e);
+/* Set an error message on ctx from a format (out of memory if it cannot be made). */
+void rnn_result_errorf(sqlite3_context *ctx, const char *fmt, ...);
 /* Report on ctx and clear. */
 void rnn_err_result(sqlite3_context *ctx, rnn_err *e);
 /* Report into a vtab's zErrMsg, clear, and return the SQLite code. */

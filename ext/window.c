@@ -33,7 +33,6 @@
 */
 #include "sequence.h"
 SQLITE_EXTENSION_INIT3
-#include <stdarg.h>
 #include <string.h>
 
 #define RNN_MAX_FRAME_BYTES (64u << 20)
@@ -57,20 +56,10 @@ typedef struct win {
   int64_t rows;           /* rows in the current frame (NULL rows excluded) */
 } win;
 
-static void win_error(sqlite3_context *ctx, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *msg = sqlite3_vmprintf(fmt, ap);
-  va_end(ap);
-  if (msg) sqlite3_result_error(ctx, msg, -1);
-  else sqlite3_result_error_nomem(ctx);
-  sqlite3_free(msg);
-}
-
 /* First step of a partition: resolve the model and carve the state. */
 static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqlite3_value **argv) {
   if (argc < 2) {
-    win_error(ctx, "%s(): expected a model and at least one feature", fn);
+    rnn_result_errorf(ctx, "%s(): expected a model and at least one feature", fn);
     return -1;
   }
   rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
@@ -78,7 +67,7 @@ static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqli
   const rnn_net *net = &e->model->net;
   if (net->dirs != 1) {
     rnn_entry_release(e);
-    win_error(ctx, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
+    rnn_result_errorf(ctx, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
                    "current one (score whole sequences instead)", fn);
     return -1;
   }
@@ -162,7 +151,7 @@ static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const
       memcpy(w->name, z, (size_t)w->name_len);
     }
   } else if (!same_model(w, argv[0])) {
-    win_error(ctx, "%s(): the model argument changed within a window partition", fn);
+    rnn_result_errorf(ctx, "%s(): the model argument changed within a window partition", fn);
     return;
   }
   rnn_err err = {SQLITE_OK, NULL};
@@ -175,7 +164,7 @@ static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const
     return;
   }
   if (rc > 0) {
-    win_error(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+    rnn_result_errorf(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
                    "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
     return;
   }
@@ -195,7 +184,7 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return; /* rule 4: it was skipped */
   }
   if (w->dropped) {
-    win_error(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+    rnn_result_errorf(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
                    "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
     return;
   }
