@@ -21,8 +21,10 @@
 **  2. Argument values are copied (sqlite3_value_dup) for the hidden columns.
 **  3. rnn_steps computes the whole sequence at xFilter (bidirectional models
 **     need it); rnn_forecast advances one step per row, O(1) memory in horizon.
-**  4. rnn_forecast needs as many outputs as inputs and a unidirectional model;
-**     horizon is an INTEGER in 1..RNN_MAX_HORIZON.
+**  4. rnn_forecast needs as many outputs as inputs; horizon is an INTEGER in
+**     1..RNN_MAX_HORIZON. For a bidirectional model, step k+1 is rnn_eval over
+**     the sequence with steps 1..k appended: the whole sequence is rerun per
+**     row, O(T + k) each.
 **  5. A NULL sequence gives no rows.
 */
 #include "sequence.h"
@@ -49,7 +51,7 @@ typedef struct tvf_cursor {
   sqlite3_value *args[3]; /* copies of the arguments (rule 2); owned */
   rnn_seq seq;            /* owned */
   float *outs;            /* steps: [T][O]; forecast: [O] current output; owned */
-  float *hid;             /* steps: [T][dirs*hout]; owned */
+  float *hid;             /* steps: [T][dirs*hout]; bidirectional forecast: [T+n][O]; owned */
   float *work;            /* forecast: state + scratch; owned */
   rnn_state st;
   int64_t row, n;         /* current row (0-based) and row count */
@@ -154,13 +156,38 @@ static int filter_steps(tvf_cursor *c, const char *fn, rnn_err *err) {
   return 0;
 }
 
+/* Rule 4: a bidirectional model's forecast is rnn_eval over the sequence with
+** the outputs so far appended, so every row reruns the whole (growing) sequence. */
+static int forecast_bidirectional(tvf_cursor *c, const char *fn, rnn_err *err) {
+  const rnn_net *net = &c->e->model->net;
+  const int I = net->n_in;
+  int64_t total = c->seq.T + c->n - 1;
+  if (total > RNN_MAX_SEQ_VALUES / I) {
+    rnn_err_set(err, "%s(): sequence plus horizon is %lld steps of %d values, more than the limit of %d values",
+                fn, (long long)total, I, RNN_MAX_SEQ_VALUES);
+    return -1;
+  }
+  float *xs = sqlite3_realloc64(c->seq.xs, (size_t)total * (size_t)I * sizeof(float));
+  if (!xs) {
+    rnn_err_nomem(err);
+    return -1;
+  }
+  c->seq.xs = xs;
+  c->hid = sqlite3_malloc64((size_t)total * (size_t)net->n_out * sizeof(float)); /* every step's output */
+  c->work = sqlite3_malloc64(rnn_forward_floats(net, total) * sizeof(float));
+  c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
+  if (!c->hid || !c->work || !c->outs) {
+    rnn_err_nomem(err);
+    return -1;
+  }
+  rnn_forward(net, c->seq.xs, c->seq.T, c->hid, NULL, c->work);
+  memcpy(c->outs, c->hid + (size_t)(c->seq.T - 1) * net->n_out, sizeof(float) * (size_t)net->n_out);
+  return 0;
+}
+
 static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
   const rnn_net *net = &c->e->model->net;
   sqlite3_value *h = c->args[2];
-  if (net->dirs != 1) {
-    rnn_err_set(err, "%s(): model is bidirectional: a forecast cannot run it forward step by step", fn);
-    return -1;
-  }
   if (net->n_out != net->n_in) {
     rnn_err_set(err, "%s(): model has %d output%s but takes %d input%s: a forecast feeds each output back as the "
                      "next input", fn, net->n_out, net->n_out == 1 ? "" : "s", net->n_in, net->n_in == 1 ? "" : "s");
@@ -178,6 +205,7 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
     return -1;
   }
   c->n = sqlite3_value_int64(h);
+  if (net->dirs == 2) return forecast_bidirectional(c, fn, err);
   size_t nst = rnn_state_floats(net);
   c->work = sqlite3_malloc64((nst + (size_t)net->ldo) * sizeof(float));
   c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
@@ -220,8 +248,16 @@ static int tvf_next(sqlite3_vtab_cursor *p) {
   c->row++;
   if (v->kind == KIND_FORECAST && c->row < c->n) {
     const rnn_net *net = &c->e->model->net;
-    rnn_step(net, &c->st, c->outs); /* feed the last output back in */
-    rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
+    if (net->dirs == 2) {
+      /* append the last output to the sequence and run it all again */
+      int64_t T = c->seq.T + c->row;
+      memcpy(c->seq.xs + (size_t)(T - 1) * net->n_in, c->outs, sizeof(float) * (size_t)net->n_in);
+      rnn_forward(net, c->seq.xs, T, c->hid, NULL, c->work);
+      memcpy(c->outs, c->hid + (size_t)(T - 1) * net->n_out, sizeof(float) * (size_t)net->n_out);
+    } else {
+      rnn_step(net, &c->st, c->outs); /* feed the last output back in */
+      rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
+    }
   }
   return SQLITE_OK;
 }

@@ -149,6 +149,18 @@ def test_forecast_feeds_back():
         seq.append(out)
 
 
+def test_forecast_bidirectional_reruns_the_sequence():
+    """A bidirectional forecast: step k+1 is rnn_eval over the sequence with steps 1..k appended."""
+    con = connect()
+    m = models.recurrent("lstm", 2, 4, layers=2, bidirectional=True, head=2, seed=12)
+    rows = con.execute("SELECT step, output FROM rnn_forecast(?, '[[1, 0.5], [2, -1]]', 5)", (m,)).fetchall()
+    seq = [[1.0, 0.5], [2.0, -1.0]]
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    for step, out in rows:
+        assert out == one(con, "SELECT rnn_eval(?, ?)", (m, json.dumps(seq)))
+        seq.append(json.loads(out))
+
+
 def test_steps_in_a_join():
     con = connect()
     models.registry(con, m=models.recurrent("rnn_tanh", 1, 3, head=1, seed=9))
@@ -201,8 +213,6 @@ TVF_ERRORS = [
      "rnn_forecast(): horizon must be an INTEGER from 1 to 1000000, got 2.5"),
     ("SELECT * FROM rnn_forecast(:m3, '[[1,2,3]]', 5)",
      "rnn_forecast(): model has 2 outputs but takes 3 inputs: a forecast feeds each output back as the next input"),
-    ("SELECT * FROM rnn_forecast(:bi, '[1]', 5)",
-     "rnn_forecast(): model is bidirectional: a forecast cannot run it forward step by step"),
     ("SELECT * FROM rnn_steps(:m1, '[1,')", "rnn_steps(): sequence is not valid JSON: unexpected end of text at byte 3"),
     ("SELECT * FROM rnn_steps('nope', '[1]')",
      "rnn_steps(): no table rnn_models: create it with CREATE TABLE rnn_models(name TEXT PRIMARY KEY, model BLOB "
