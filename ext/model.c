@@ -726,29 +726,6 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
   }
   net->k = rnn_kernels_pick();
 
-  /* Keep the metadata (for rnn_info and the functions that read vocab/labels). */
-  {
-    size_t bytes = 0;
-    int nmeta = L.md >= 0 ? L.doc.nodes[L.md].n : 0;
-    rj_node *nd = L.doc.nodes;
-    for (int k = nmeta ? nd[L.md].child : -1; k >= 0; k = nd[nd[k].next].next) {
-      bytes += (size_t)nd[k].n + (size_t)nd[nd[k].next].n + 2;
-    }
-    m->meta_block = sqlite3_malloc64(sizeof(char *) * 2 * (size_t)nmeta + bytes + 1);
-    if (!m->meta_block) { L.nomem = 1; goto fail; }
-    m->meta_key = (char **)m->meta_block;
-    m->meta_val = m->meta_key + nmeta;
-    char *s = (char *)(m->meta_val + nmeta);
-    for (int k = nmeta ? nd[L.md].child : -1; k >= 0; k = nd[nd[k].next].next) {
-      m->meta_key[m->n_meta] = s;
-      memcpy(s, nd[k].str, (size_t)nd[k].n + 1);
-      s += nd[k].n + 1;
-      m->meta_val[m->n_meta++] = s;
-      memcpy(s, nd[nd[k].next].str, (size_t)nd[nd[k].next].n + 1);
-      s += nd[nd[k].next].n + 1;
-    }
-  }
-
   if (parse_tokens(&L, m)) goto fail;
 
   /* rnn_info() text, built once. */
@@ -776,11 +753,12 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
       first = 0;
     }
     sqlite3_str_appendf(s, "},\"kernel\":\"%s\",\"metadata\":{", net->k->name);
-    for (int i = 0; i < m->n_meta; i++) {
-      if (i) sqlite3_str_appendchar(s, 1, ',');
-      json_string(s, m->meta_key[i]);
+    const rj_node *nd = L.doc.nodes;
+    for (int k = L.md >= 0 ? nd[L.md].child : -1; k >= 0; k = nd[nd[k].next].next) {
+      if (k != nd[L.md].child) sqlite3_str_appendchar(s, 1, ',');
+      json_string(s, nd[k].str);
       sqlite3_str_appendchar(s, 1, ':');
-      json_string(s, m->meta_val[i]);
+      json_string(s, nd[nd[k].next].str);
     }
     sqlite3_str_appendf(s, "}}");
     if (sqlite3_str_errcode(s)) {
@@ -812,7 +790,6 @@ void rnn_model_free(rnn_model *m) {
   sqlite3_free(m->arena_raw);
   sqlite3_free(m->layers);
   sqlite3_free(m->info);
-  sqlite3_free(m->meta_block);
   sqlite3_free(m->tok_block);
   sqlite3_free(m);
 }
@@ -923,11 +900,4 @@ done:
   rj_free(&dv);
   rj_free(&dl);
   return rc;
-}
-
-const char *rnn_model_meta(const rnn_model *m, const char *key) {
-  for (int i = 0; i < m->n_meta; i++) {
-    if (strcmp(m->meta_key[i], key) == 0) return m->meta_val[i];
-  }
-  return NULL;
 }

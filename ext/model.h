@@ -21,10 +21,6 @@ typedef struct rnn_model {
   float *arena;           /* every weight, 64-byte aligned blocks; owned */
   void *arena_raw;        /* the allocation behind arena; owned */
   char *info;             /* rnn_info() JSON text; owned (sqlite3_malloc) */
-  int n_meta;             /* __metadata__ pairs kept for later use */
-  char **meta_key;        /* [n_meta] into meta_block; owned via meta_block */
-  char **meta_val;
-  char *meta_block;       /* one allocation holding the arrays and strings above */
   int64_t n_params;       /* parameters as stored (before padding) */
   /* metadata `vocab` (TEXT input is split into these tokens and one-hot encoded),
   ** `unknown_token` and `labels`; all arrays live in tok_block */
@@ -47,6 +43,4 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
 void rnn_model_free(rnn_model *m);
 /* The vocab index of the token z[0..n), or -1. */
 int rnn_model_token(const rnn_model *m, const char *z, int n);
-/* The metadata value for key, or NULL. */
-const char *rnn_model_meta(const rnn_model *m, const char *key);
 #endif

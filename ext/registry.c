@@ -189,7 +189,6 @@ static uint64_t db_version(sqlite3 *db) {
 }
 
 static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *fname, rnn_err *err) {
-  static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
   sqlite3 *db = c->db;
   sqlite3_stmt *probe = NULL;
   name_memo *slot = NULL;
@@ -247,7 +246,7 @@ static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *
     int t = sqlite3_column_type(st, 0);
     if (t != SQLITE_BLOB) {
       rnn_err_set(err, "%s(): rnn_models.model of '%.*s' is %s, expected a safetensors BLOB", fname, nname, name,
-                  tn[t]);
+                  rnn_type_name(t));
       goto done;
     }
     const unsigned char *p = sqlite3_column_blob(st, 0);
@@ -298,7 +297,6 @@ done:
 }
 
 rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname, rnn_err *err) {
-  static const char *const tn[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
   switch (sqlite3_value_type(arg)) {
     case SQLITE_BLOB: {
       const unsigned char *p = sqlite3_value_blob(arg);
@@ -320,7 +318,7 @@ rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname,
     }
     default:
       rnn_err_set(err, "%s(): model argument is %s: pass a safetensors BLOB or the name of a row in rnn_models",
-                  fname, tn[sqlite3_value_type(arg)]);
+                  fname, rnn_type_name(sqlite3_value_type(arg)));
       return NULL;
   }
 }

@@ -30,8 +30,6 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 
 
-static const char *const type_name[] = {"", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
-
 static int finite_f32(double d) { return fabs(d) <= 3.4028234663852886e38; }
 
 void rnn_seq_free(rnn_seq *s) {
@@ -233,7 +231,7 @@ int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char 
     }
     default:
       rnn_err_set(err, "%s(): sequence is %s: pass a JSON array, a float32 BLOB or, for a model with a vocab, TEXT",
-                fn, type_name[sqlite3_value_type(v)]);
+                fn, rnn_type_name(sqlite3_value_type(v)));
       return -1;
   }
 }
@@ -268,7 +266,7 @@ int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sql
       idx = (int)k;
     } else {
       rnn_err_set(err, "%s(): argument 2 is %s, expected a token (TEXT) or a token index (INTEGER) of the model's "
-                     "vocab", fn, type_name[t]);
+                     "vocab", fn, rnn_type_name(t));
       return -1;
     }
     memset(row, 0, sizeof(float) * (size_t)m->net.n_in);
@@ -283,7 +281,8 @@ int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sql
   for (int i = 1; i < argc; i++) {
     int t = sqlite3_value_type(argv[i]);
     if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
-      rnn_err_set(err, "%s(): argument %d (feature %d) is %s, expected a number", fn, i + 1, i, type_name[t]);
+      rnn_err_set(err, "%s(): argument %d (feature %d) is %s, expected a number", fn, i + 1, i,
+                  rnn_type_name(t));
       return -1;
     }
     double d = sqlite3_value_double(argv[i]);
@@ -385,7 +384,8 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     int t = sqlite3_value_type(argv[i]);
     double d = sqlite3_value_double(argv[i]);
     if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
-      rnn_result_errorf(ctx, "rnn_sequence(): argument %d (feature %d) is %s, expected a number", i + 1, i, type_name[t]);
+      rnn_result_errorf(ctx, "rnn_sequence(): argument %d (feature %d) is %s, expected a number", i + 1, i,
+                        rnn_type_name(t));
       return;
     }
     if (!finite_f32(d)) {

@@ -63,7 +63,7 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc, const char *const *argv
   (void)argc;
   (void)argv;
   (void)err;
-  int kind = argv[0][4] == 's' ? KIND_STEPS : KIND_FORECAST; /* module name: rnn_steps / rnn_forecast */
+  int kind = strcmp(argv[0], "rnn_steps") == 0 ? KIND_STEPS : KIND_FORECAST; /* argv[0]: the module name */
   int rc = sqlite3_declare_vtab(db, kind == KIND_STEPS
       ? "CREATE TABLE x(step INTEGER, input, output, hidden BLOB, model HIDDEN, sequence HIDDEN)"
       : "CREATE TABLE x(step INTEGER, output, model HIDDEN, sequence HIDDEN, horizon HIDDEN)");

@@ -50,6 +50,11 @@ int rnn_err_vtab(sqlite3_vtab *vtab, rnn_err *e) {
   return rc;
 }
 
+const char *rnn_type_name(int type) {
+  static const char *const names[] = {"?", "INTEGER", "REAL", "TEXT", "BLOB", "NULL"};
+  return type >= 1 && type <= 5 ? names[type] : names[0];
+}
+
 char *rnn_json_floats(const float *out, int n, int *len) {
   sqlite3_str *s = sqlite3_str_new(NULL);
   sqlite3_str_appendchar(s, 1, '[');

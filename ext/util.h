@@ -28,6 +28,9 @@ void rnn_err_result(sqlite3_context *ctx, rnn_err *e);
 /* Report into a vtab's zErrMsg, clear, and return the SQLite code. */
 int rnn_err_vtab(sqlite3_vtab *vtab, rnn_err *e);
 
+/* "INTEGER", "REAL", "TEXT", "BLOB" or "NULL" for an SQLITE_* type code. */
+const char *rnn_type_name(int type);
+
 /* out[0..n) as an SQL value: REAL for n == 1, else a JSON array (subtype JSON). */
 void rnn_result_output(sqlite3_context *ctx, const float *out, int n);
 /* out[0..n) as JSON array text (sqlite3_malloc'd), or NULL on OOM. */
