@@ -3,6 +3,7 @@
 -- output with the ```output block that follows it).
 CREATE TABLE rnn_models(name TEXT PRIMARY KEY, model BLOB NOT NULL);
 INSERT INTO rnn_models VALUES ('room_temp', readfile('sql/demo_model.safetensors'));
+INSERT INTO rnn_models VALUES ('lang', readfile('sql/lang_model.safetensors'));
 CREATE TABLE readings(device TEXT, t INTEGER, temp REAL, PRIMARY KEY(device, t));
 INSERT INTO readings VALUES
   ('hot-a1', 0, 29.5), ('hot-a1', 600, 29.6), ('hot-a1', 1200, 29.8), ('hot-a1', 1800, 30.1),
