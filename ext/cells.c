@@ -190,60 +190,121 @@ void rnn_output(const rnn_net *n, const rnn_state *st, float *out, float *scratc
   finish(n, scratch, out);
 }
 
-size_t rnn_forward_floats(const rnn_net *n, int64_t T) {
-  size_t f = rnn_state_floats(n) + (size_t)n->ldo;
-  if (n->dirs == 2) {
-    f += (size_t)T * (size_t)(4 * n->hout + n->n_in) + (size_t)n->hout + (size_t)n->hidden;
-  }
+/* ---- Bidirectional passes (see cells.h) ---- */
+
+uint64_t rnn_bidir_seq_floats(const rnn_net *n, int64_t T, int last_only) {
+  uint64_t f = 0, t = (uint64_t)T, hout = (uint64_t)n->hout;
+  if (n->layers > 1) f += t * 2 * hout;              /* low */
+  if (!last_only || n->layers > 2) f += t * hout;    /* the last layer's bwd, and the middle layers' */
   return f;
 }
 
-void rnn_forward(const rnn_net *n, const float *xs, int64_t T, float *outs, float *hid, float *work) {
-  rnn_state st;
-  const int I = n->n_in, O = n->n_out, hout = n->hout, wid = n->dirs * hout;
-  rnn_state_init(n, &st, work);
-  float *scratch = work + rnn_state_floats(n);
-  if (n->dirs == 1) {
-    for (int64_t t = 0; t < T; t++) {
-      rnn_step(n, &st, xs + (size_t)t * I);
-      if (outs) rnn_output(n, &st, outs + (size_t)t * O, scratch);
-      if (hid) memcpy(hid + (size_t)t * hout, rnn_last_hidden(n, &st), sizeof(float) * (size_t)hout);
-    }
-    return;
+size_t rnn_bidir_floats(const rnn_net *n, int64_t T, int last_only) {
+  return rnn_state_floats(n) + (size_t)n->ldo + (size_t)n->hidden + 4 * (size_t)n->hout /* h, cat, bwd[1] */
+       + (size_t)rnn_bidir_seq_floats(n, T, last_only);
+}
+
+/* Layer l's input at step t: the standardised features, or the layer below. */
+static const float *bidir_in(const rnn_net *n, rnn_bidir *b, int l, int64_t t) {
+  if (l > 0) return b->low + (size_t)t * 2 * (size_t)n->hout;
+  standardise(n, b->xs + (size_t)t * n->n_in, b->st.x);
+  return b->st.x;
+}
+
+/* Direction d of layer l from a zero state, `steps` steps from the start (d = 0)
+** or the end (d = 1); h after step t goes to out[(t - base) * stride]. */
+static int bidir_pass(const rnn_net *n, rnn_bidir *b, int l, int d, int64_t steps, int64_t base, float *out,
+                      size_t stride, rnn_tick tick, void *arg) {
+  const size_t hb = sizeof(float) * (size_t)n->hout;
+  memset(b->h, 0, hb);
+  memset(b->c, 0, sizeof(float) * (size_t)n->hidden);
+  for (int64_t s = 0; s < steps; s++) {
+    int64_t t = d == 0 ? s : b->T - 1 - s;
+    cell_step(n, &n->layer[l].dir[d], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
+    memcpy(out + (size_t)(t - base) * stride, b->h, hb);
+    if (tick && tick(arg)) return 1;
   }
-  /* Bidirectional: layer by layer over the whole sequence, PyTorch's
-  ** output[t] = cat(forward_t, backward_t), the head applied per step. */
-  float *buf[2], *xstd, *h, *c;
-  buf[0] = scratch + n->ldo;
-  buf[1] = buf[0] + (size_t)T * wid;
-  xstd = buf[1] + (size_t)T * wid;
-  h = xstd + (size_t)T * I;
-  c = h + hout;
-  for (int64_t t = 0; t < T; t++) standardise(n, xs + (size_t)t * I, xstd + (size_t)t * I);
-  const float *in = xstd;
-  int in_n = I;
-  float *cur = buf[0];
-  for (int l = 0; l < n->layers; l++) {
-    cur = buf[l & 1];
-    for (int d = 0; d < 2; d++) {
-      memset(h, 0, sizeof(float) * (size_t)hout);
-      memset(c, 0, sizeof(float) * (size_t)n->hidden);
-      for (int64_t s = 0; s < T; s++) {
-        int64_t t = d == 0 ? s : T - 1 - s;
-        cell_step(n, &n->layer[l].dir[d], in + (size_t)t * in_n, in_n, h, c, &st);
-        memcpy(cur + (size_t)t * wid + (size_t)d * hout, h, sizeof(float) * (size_t)hout);
-      }
+  return 0;
+}
+
+/* Layers 0..L-2 over the whole sequence into low[T][wid] = cat(forward, backward).
+** Above layer 0 the forward pass overwrites its own input row by row (step t has
+** read row t before it is written), so one [T][hout] buffer holds the backward h. */
+static int bidir_lower(const rnn_net *n, rnn_bidir *b, float *tmp, rnn_tick tick, void *arg) {
+  const size_t hout = (size_t)n->hout, wid = 2 * hout;
+  for (int l = 0; l < n->layers - 1; l++) {
+    if (l == 0) {
+      if (bidir_pass(n, b, 0, 1, b->T, 0, b->low + hout, wid, tick, arg)) return 1;
+      if (bidir_pass(n, b, 0, 0, b->T, 0, b->low, wid, tick, arg)) return 1;
+      continue;
     }
-    in = cur;
-    in_n = wid;
+    if (bidir_pass(n, b, l, 1, b->T, 0, tmp, hout, tick, arg)) return 1;
+    if (bidir_pass(n, b, l, 0, b->T, 0, b->low, wid, tick, arg)) return 1;
+    for (int64_t t = 0; t < b->T; t++) {
+      memcpy(b->low + (size_t)t * wid + hout, tmp + (size_t)t * hout, sizeof(float) * hout);
+    }
   }
+  return 0;
+}
+
+int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, int last_only, float *work,
+                    rnn_tick tick, void *arg) {
+  const size_t hout = (size_t)n->hout;
+  rnn_state_init(n, &b->st, work);
+  work += rnn_state_floats(n);
+  b->scratch = work;
+  work += n->ldo;
+  b->h = work;
+  work += hout;
+  b->c = work;
+  work += n->hidden;
+  b->cat = work;
+  work += 2 * hout;
+  b->bwd = work;
+  work += hout;
+  b->low = NULL;
+  if (n->layers > 1) {
+    b->low = work;
+    work += (size_t)T * 2 * hout;
+  }
+  if (!last_only) b->bwd = work; /* [T][hout], after the middle layers used it */
+  b->xs = xs;
+  b->T = T;
+  b->t = 0;
+  b->last_only = last_only;
+  if (T < 1) return 0;
+  if (bidir_lower(n, b, work, tick, arg)) return 1;
+  int64_t steps = last_only ? 1 : T;
+  if (bidir_pass(n, b, n->layers - 1, 1, steps, T - steps, b->bwd, hout, tick, arg)) return 1;
+  memset(b->h, 0, sizeof(float) * hout);
+  memset(b->c, 0, sizeof(float) * (size_t)n->hidden);
+  return 0;
+}
+
+void rnn_bidir_next(const rnn_net *n, rnn_bidir *b) {
+  const int l = n->layers - 1;
+  const size_t hb = sizeof(float) * (size_t)n->hout;
+  int64_t t = b->t++;
+  cell_step(n, &n->layer[l].dir[0], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
+  if (b->last_only && t != b->T - 1) return;
+  memcpy(b->cat, b->h, hb);
+  memcpy(b->cat + n->hout, b->bwd + (b->last_only ? 0 : (size_t)t * (size_t)n->hout), hb);
+}
+
+void rnn_bidir_output(const rnn_net *n, rnn_bidir *b, float *out) {
+  head(n, b->cat, 2 * n->hout, b->scratch);
+  finish(n, b->scratch, out);
+}
+
+int rnn_bidir_last(const rnn_net *n, const float *xs, int64_t T, float *out, float *work, rnn_tick tick, void *arg) {
+  rnn_bidir b;
+  if (rnn_bidir_begin(n, &b, xs, T, 1, work, tick, arg)) return 1;
   for (int64_t t = 0; t < T; t++) {
-    if (outs) {
-      head(n, cur + (size_t)t * wid, wid, scratch);
-      finish(n, scratch, outs + (size_t)t * O);
-    }
-    if (hid) memcpy(hid + (size_t)t * wid, cur + (size_t)t * wid, sizeof(float) * (size_t)wid);
+    rnn_bidir_next(n, &b);
+    if (tick && tick(arg)) return 1;
   }
+  rnn_bidir_output(n, &b, out);
+  return 0;
 }
 
 /* CPU-path choice. A pure function of the CPU and the environment, read per model
