@@ -99,6 +99,6 @@ int rnn_bidir_fits(rnn_err *err, const rnn_net *n, int64_t T, int last_only, con
   if (f <= RNN_MAX_BIDIR_FLOATS) return 0;
   rnn_err_set(err, "%s(): %lld steps through this %d-layer bidirectional model need %llu MiB of working memory, "
                    "more than the limit of %u MiB", fn, (long long)T, n->layers,
-              (unsigned long long)((f * sizeof(float)) >> 20), (unsigned)((RNN_MAX_BIDIR_FLOATS * sizeof(float)) >> 20));
+              (unsigned long long)((f * sizeof(float) + (1u << 20) - 1) >> 20), (unsigned)((RNN_MAX_BIDIR_FLOATS * sizeof(float)) >> 20));
   return -1;
 }
