@@ -192,16 +192,34 @@ void rnn_output(const rnn_net *n, const rnn_state *st, float *out, float *scratc
 
 /* ---- Bidirectional passes (see cells.h) ---- */
 
+/* rnn_steps needs the last layer's backward h at every step, in forward order.
+** Rather than keep all T of them, the first backward pass keeps the state that
+** enters each segment of K steps (from its end) and segment 0's h; the others
+** are recomputed from their state when the forward steps reach them: about one
+** more backward pass, O(K + T/K) states with K ~ sqrt(T). */
+#define BIDIR_SEG_MIN 4096
+
+static int64_t bidir_seg(int64_t T) {
+  int64_t k = 1;
+  while (k * k < T) k++;
+  k = k < BIDIR_SEG_MIN ? BIDIR_SEG_MIN : k;
+  return k < T ? k : (T > 0 ? T : 1);
+}
+
 uint64_t rnn_bidir_seq_floats(const rnn_net *n, int64_t T, int last_only) {
   uint64_t f = 0, t = (uint64_t)T, hout = (uint64_t)n->hout;
   if (n->layers > 1) f += t * 2 * hout;              /* low */
-  if (!last_only || n->layers > 2) f += t * hout;    /* the last layer's bwd, and the middle layers' */
+  if (n->layers > 2) f += t * hout;                  /* the middle layers' backward h */
+  if (!last_only) {
+    uint64_t k = (uint64_t)bidir_seg(T), segs = (t + k - 1) / k;
+    f += k * hout + segs * (hout + (uint64_t)n->hidden);   /* bwd, ckpt */
+  }
   return f;
 }
 
 size_t rnn_bidir_floats(const rnn_net *n, int64_t T, int last_only) {
-  return rnn_state_floats(n) + (size_t)n->ldo + (size_t)n->hidden + 4 * (size_t)n->hout /* h, cat, bwd[1] */
-       + (size_t)rnn_bidir_seq_floats(n, T, last_only);
+  return rnn_state_floats(n) + (size_t)n->ldo + 2 * (size_t)n->hidden
+       + 5 * (size_t)n->hout /* h, bh, cat, bwd[1] */ + (size_t)rnn_bidir_seq_floats(n, T, last_only);
 }
 
 /* Layer l's input at step t: the standardised features, or the layer below. */
@@ -247,36 +265,88 @@ static int bidir_lower(const rnn_net *n, rnn_bidir *b, float *tmp, rnn_tick tick
   return 0;
 }
 
-int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, int last_only, float *work,
-                    rnn_tick tick, void *arg) {
-  const size_t hout = (size_t)n->hout;
+/* The last layer's backward direction over the whole sequence, keeping the state
+** entering each segment and segment 0's h (see BIDIR_SEG_MIN). */
+static int bidir_backward(const rnn_net *n, rnn_bidir *b, rnn_tick tick, void *arg) {
+  const int l = n->layers - 1;
+  const size_t hout = (size_t)n->hout, H = (size_t)n->hidden;
+  memset(b->h, 0, sizeof(float) * hout);
+  memset(b->c, 0, sizeof(float) * H);
+  for (int64_t t = b->T - 1; t >= 0; t--) {
+    if (t == b->T - 1 || (t + 1) % b->seg == 0) {
+      float *k = b->ckpt + (size_t)(t / b->seg) * (hout + H);
+      memcpy(k, b->h, sizeof(float) * hout);
+      memcpy(k + hout, b->c, sizeof(float) * H);
+    }
+    cell_step(n, &n->layer[l].dir[1], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
+    if (t < b->seg) memcpy(b->bwd + (size_t)t * hout, b->h, sizeof(float) * hout);
+    if (tick && tick(arg)) return 1;
+  }
+  b->cached = 0;
+  return 0;
+}
+
+/* Recompute segment j's backward h from the state entering it. */
+static void bidir_segment(const rnn_net *n, rnn_bidir *b, int64_t j) {
+  const int l = n->layers - 1;
+  const size_t hout = (size_t)n->hout, H = (size_t)n->hidden;
+  const float *k = b->ckpt + (size_t)j * (hout + H);
+  int64_t lo = j * b->seg, hi = lo + b->seg < b->T ? lo + b->seg : b->T;
+  memcpy(b->bh, k, sizeof(float) * hout);
+  memcpy(b->bc, k + hout, sizeof(float) * H);
+  for (int64_t t = hi - 1; t >= lo; t--) {
+    cell_step(n, &n->layer[l].dir[1], bidir_in(n, b, l, t), n->layer[l].in, b->bh, b->bc, &b->st);
+    memcpy(b->bwd + (size_t)(t - lo) * hout, b->bh, sizeof(float) * hout);
+  }
+  b->cached = j;
+}
+
+/* Carve the work area (sizes as rnn_bidir_floats). */
+static void bidir_carve(const rnn_net *n, rnn_bidir *b, int64_t T, int last_only, float *work) {
+  const size_t hout = (size_t)n->hout, H = (size_t)n->hidden;
   rnn_state_init(n, &b->st, work);
   work += rnn_state_floats(n);
   b->scratch = work;
   work += n->ldo;
   b->h = work;
-  work += hout;
+  b->bh = work + hout;
+  b->cat = work + 2 * hout;
+  b->bwd = work + 4 * hout;
+  work += 5 * hout;
   b->c = work;
-  work += n->hidden;
-  b->cat = work;
-  work += 2 * hout;
-  b->bwd = work;
-  work += hout;
+  b->bc = work + H;
+  work += 2 * H;
   b->low = NULL;
   if (n->layers > 1) {
     b->low = work;
     work += (size_t)T * 2 * hout;
   }
-  if (!last_only) b->bwd = work; /* [T][hout], after the middle layers used it */
-  b->xs = xs;
+  b->tmp = work;
+  if (n->layers > 2) work += (size_t)T * hout;
+  b->seg = last_only ? 1 : bidir_seg(T);
+  b->ckpt = NULL;
+  if (!last_only) {
+    b->bwd = work;
+    b->ckpt = work + (size_t)b->seg * hout;
+  }
   b->T = T;
   b->t = 0;
+  b->cached = -1;
   b->last_only = last_only;
+}
+
+int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, int last_only, float *work,
+                    rnn_tick tick, void *arg) {
+  bidir_carve(n, b, T, last_only, work);
+  b->xs = xs;
   if (T < 1) return 0;
-  if (bidir_lower(n, b, work, tick, arg)) return 1;
-  int64_t steps = last_only ? 1 : T;
-  if (bidir_pass(n, b, n->layers - 1, 1, steps, T - steps, b->bwd, hout, tick, arg)) return 1;
-  memset(b->h, 0, sizeof(float) * hout);
+  if (bidir_lower(n, b, b->tmp, tick, arg)) return 1;
+  if (last_only) {
+    if (bidir_pass(n, b, n->layers - 1, 1, 1, T - 1, b->bwd, (size_t)n->hout, tick, arg)) return 1;
+  } else if (bidir_backward(n, b, tick, arg)) {
+    return 1;
+  }
+  memset(b->h, 0, sizeof(float) * (size_t)n->hout);
   memset(b->c, 0, sizeof(float) * (size_t)n->hidden);
   return 0;
 }
@@ -284,11 +354,12 @@ int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, 
 void rnn_bidir_next(const rnn_net *n, rnn_bidir *b) {
   const int l = n->layers - 1;
   const size_t hb = sizeof(float) * (size_t)n->hout;
-  int64_t t = b->t++;
+  int64_t t = b->t++, j = t / b->seg;
+  if (!b->last_only && j != b->cached) bidir_segment(n, b, j);
   cell_step(n, &n->layer[l].dir[0], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
   if (b->last_only && t != b->T - 1) return;
   memcpy(b->cat, b->h, hb);
-  memcpy(b->cat + n->hout, b->bwd + (b->last_only ? 0 : (size_t)t * (size_t)n->hout), hb);
+  memcpy(b->cat + n->hout, b->bwd + (b->last_only ? 0 : (size_t)(t - j * b->seg) * (size_t)n->hout), hb);
 }
 
 void rnn_bidir_output(const rnn_net *n, rnn_bidir *b, float *out) {

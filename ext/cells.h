@@ -87,13 +87,14 @@ void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scra
 /* Bidirectional models, step by step. Every output needs the backward
 ** direction from the sequence's end, so rnn_bidir_begin first runs all of that
 ** work: the layers below the last over the whole sequence (kept, [T][2*hout]),
-** then the last layer's backward direction, every step, or with last_only just
-** its first step (t = T-1), which is all the last output needs. Each
+** then the last layer's backward direction, every step (keeping O(sqrt(T))
+** states from which the forward steps recompute it segment by segment), or with
+** last_only just its first step (t = T-1), which is all the last output needs. Each
 ** rnn_bidir_next then takes one forward step of the last layer and sets cat to
 ** PyTorch's output[t] = cat(forward_t, backward_t) (with last_only, only at
 ** t = T-1); rnn_bidir_output applies the head to it.
 ** The sequence-sized part of the work area is rnn_bidir_seq_floats: none for one
-** layer with last_only. tick (may be NULL) runs after every cell step; a
+** layer with last_only, O(sqrt(T)) states without. tick (may be NULL) runs after every cell step; a
 ** non-zero return stops the pass, and rnn_bidir_begin returns non-zero. */
 #define RNN_MAX_BIDIR_FLOATS (1u << 26) /* sequence-sized floats of one pass: 256 MiB */
 typedef int (*rnn_tick)(void *arg);
@@ -102,8 +103,13 @@ typedef struct rnn_bidir {
   int64_t T, t;       /* sequence length, the next forward step */
   int last_only;
   float *low;         /* [T][2*hout] output of the layer below the last; NULL for one layer */
-  float *bwd;         /* [T][hout] backward h of the last layer, [1][hout] with last_only */
+  float *tmp;         /* [T][hout] backward h of a middle layer (3+ layers) */
+  int64_t seg;        /* K: steps per segment of the last layer's backward h */
+  int64_t cached;     /* the segment whose backward h is in bwd, -1 for none */
+  float *bwd;         /* [K][hout] backward h of the last layer, [1][hout] with last_only */
+  float *ckpt;        /* [ceil(T/K)][hout + H] backward state entering each segment; NULL with last_only */
   float *h, *c;       /* [hout], [H] forward state of the last layer */
+  float *bh, *bc;     /* [hout], [H] backward state while a segment is recomputed */
   float *cat;         /* [2*hout] cat(forward_t, backward_t) */
   float *scratch;     /* [ldo] */
   rnn_state st;       /* step scratch */

@@ -9,7 +9,8 @@
 ** Files: json.c (header JSON), model.c (safetensors -> model), cells.c and
 ** kern_*.c (the maths), registry.c (lookup and cache), window.c (rnn_predict,
 ** rnn_hidden), sequence.c (sequence values, rnn_sequence), eval.c (rnn_eval,
-** rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c (errors, outputs).
+** rnn_classify), tvf.c (rnn_steps, rnn_forecast), poll.c (stopping and bounding
+** long calls), util.c (errors, outputs).
 **
 ** Rules kept:
 **  1. Loading creates no tables and no process-global state: everything hangs off

@@ -22,9 +22,9 @@
 **  3. Rows are computed as they are asked for: the cursor keeps the recurrent
 **     state, and a row's output and hidden state are computed when read. Memory
 **     beyond the sequence does not grow with it, except that a bidirectional
-**     model first runs its backward direction and keeps one hidden state per
-**     step (two more for each layer below the last), up to
-**     RNN_MAX_BIDIR_FLOATS (poll.c).
+**     model first runs its backward direction, keeping O(sqrt(T)) states of
+**     the last layer (and every step of the layers below it), up to
+**     RNN_MAX_BIDIR_FLOATS (poll.c, cells.c).
 **  4. rnn_forecast needs as many outputs as inputs; horizon is an INTEGER in
 **     1..RNN_MAX_HORIZON. For a bidirectional model, step k+1 is rnn_eval over
 **     the sequence with steps 1..k appended: the whole sequence is rerun per

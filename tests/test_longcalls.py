@@ -89,7 +89,7 @@ def interrupt_cases():
     cls = models.recurrent("lstm", 1, 128, head=3, seed=8)
     bi = models.recurrent("lstm", 1, 128, bidirectional=True, head=1, seed=9)
     big = models.recurrent("lstm", 1, 256, bidirectional=True, head=1, seed=10)
-    n, nb = 1 << 22, 1 << 18   # nb * 256 floats is RNN_MAX_BIDIR_FLOATS
+    n, nb = 1 << 22, 1 << 18
     window = ("WITH RECURSIVE c(t) AS (SELECT 1 UNION ALL SELECT t + 1 FROM c WHERE t < %d) "
               "SELECT max(p) FROM (SELECT rnn_predict(?, t * 0.001) OVER (ORDER BY t) AS p FROM c)")
     return [
@@ -152,6 +152,23 @@ def test_bidirectional_last_output_is_the_same_by_every_route():
             assert ev == last == fc, (cell, layers, ev, last, fc)
 
 
+def test_bidirectional_steps_recomputed_segments():
+    """rnn_steps of a bidirectional model keeps the backward states of 4096-step segments and recomputes each
+    segment when the rows reach it. Row t's backward half is the backward pass over steps t..T-1, i.e. row 0 of
+    rnn_steps over the suffix; its forward half is row t of rnn_steps over the prefix: bit for bit."""
+    con = connect()
+    T = 9000
+    xs = [((37 * t) % 101) / 50.0 - 1.0 for t in range(T)]
+    for cell in ("lstm", "gru"):
+        m = models.recurrent(cell, 1, 6, bidirectional=True, head=2, seed=15)
+        rows = dict(con.execute("SELECT step, hidden FROM rnn_steps(?, ?)", (m, f32_blob(xs))).fetchall())
+        for t in (0, 4095, 4096, 5000, 8191, 8192, 8999):
+            suffix = one(con, "SELECT hidden FROM rnn_steps(?, ?) WHERE step = 0", (m, f32_blob(xs[t:])))
+            prefix = one(con, "SELECT hidden FROM rnn_steps(?, ?) WHERE step = ?", (m, f32_blob(xs[:t + 1]), t))
+            assert rows[t][24:] == suffix[24:], (cell, t)
+            assert rows[t][:24] == prefix[:24], (cell, t)
+
+
 def test_steps_read_out_of_order_columns():
     """Reading hidden before output, output twice, or only some rows gives the values of a full read."""
     con = connect()
@@ -180,13 +197,14 @@ def test_bidirectional_limit_messages():
     assert error_of(con, "SELECT output FROM rnn_forecast(?, ?, 2)", (two, f32_blob([0.5] * 131072))) == (
         "rnn_forecast(): 131073 steps through this 2-layer bidirectional model need 257 MiB of working memory, "
         "more than the limit of 256 MiB")
-    # rnn_steps keeps the last layer's backward state for every step too
-    over_steps = f32_blob([0.5] * 262145)
-    assert error_of(con, "SELECT count(*) FROM rnn_steps(?, ?)", (one_layer, over_steps)) == (
-        "rnn_steps(): 262145 steps through this 1-layer bidirectional model need 257 MiB of working memory, "
+    # rnn_steps keeps the layers below the last too (and O(sqrt(T)) backward states of the last)
+    assert error_of(con, "SELECT count(*) FROM rnn_steps(?, ?)", (two, over)) == (
+        "rnn_steps(): 131073 steps through this 2-layer bidirectional model need 261 MiB of working memory, "
         "more than the limit of 256 MiB")
-    # one layer's last output needs no per-step memory: no limit but the sequence's
-    assert isinstance(one(con, "SELECT rnn_eval(?, ?)", (one_layer, over_steps)), float)
+    # one layer needs no per-step memory: no limit but the sequence's
+    long = f32_blob([0.5] * 300000)
+    assert isinstance(one(con, "SELECT rnn_eval(?, ?)", (one_layer, long)), float)
+    assert one(con, "SELECT count(*) FROM rnn_steps(?, ?) WHERE step % 1000 = 0", (one_layer, long)) == 300
     # a forecast is refused for its whole horizon, before its first row
     h = models.recurrent("rnn_tanh", 1, 64, layers=2, bidirectional=True, head=1, seed=14)
     assert error_of(con, "SELECT output FROM rnn_forecast(?, '[1]', 1000000) LIMIT 1", (h,)) == (
@@ -229,7 +247,7 @@ def peak(spec, sql):
 
 # (label, model, sequence length, query, expected result, bound MiB). Figures before the fix, as deltas over the
 # trivial query (this machine): rnn_steps 1030 MiB; bidirectional rnn_eval 275 MiB RSS, 530 MiB reserved;
-# bidirectional rnn_forecast "out of memory" after asking for 8 GiB.
+# bidirectional rnn_steps 512 MiB RSS, 768 MiB reserved; bidirectional rnn_forecast "out of memory" after asking for 8 GiB.
 MEMORY_CASES = [
     ("rnn_steps LIMIT 1, Linear(1, 65536) head, 4096 steps",
      ("recurrent", ["rnn_tanh", 1, 1], {"head": 65536}), 4096,
@@ -240,6 +258,9 @@ MEMORY_CASES = [
     ("bidirectional rnn_eval, RNN(1,32), 2^20 steps",
      ("recurrent", ["rnn_tanh", 1, 32], {"bidirectional": True, "head": 1}), 1 << 20,
      "SELECT typeof(rnn_eval(?, ?))", "[('real',)]", 32),
+    ("bidirectional rnn_steps, RNN(1,32), 2^20 steps, every row",
+     ("recurrent", ["rnn_tanh", 1, 32], {"bidirectional": True, "head": 1}), 1 << 20,
+     "SELECT count(output), count(hidden) FROM rnn_steps(?, ?)", "[(1048576, 1048576)]", 32),
     ("bidirectional rnn_forecast, RNN(1,512), horizon 1e6, LIMIT 1",
      ("recurrent", ["rnn_tanh", 1, 512], {"bidirectional": True, "head": 1}), 1,
      "SELECT typeof(output) FROM rnn_forecast(?, ?, 1000000) LIMIT 1", "[('real',)]", 32),
