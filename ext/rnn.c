@@ -1,5 +1,7 @@
 /*
-** rnn.c: the entry point and the scalar functions of sqlite-rnn.
+** rnn.c: the entry point, the table that registers every SQL function and
+** table-valued function, and the scalar functions rnn_version, rnn_info and
+** rnn_cache_stats.
 **
 **   .load ./rnn
 **   SELECT rnn_version();                       -- '0.1.0'
@@ -9,7 +11,8 @@
 ** Files: json.c (header JSON), model.c (safetensors -> model), cells.c and
 ** kern_*.c (the maths), registry.c (lookup and cache), window.c (rnn_predict,
 ** rnn_hidden), sequence.c (sequence values, rnn_sequence), eval.c (rnn_eval,
-** rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c (errors, outputs).
+** rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c (messages, outputs);
+** functions.h declares the callbacks those files export for the table below.
 **
 ** Rules kept:
 **  1. Loading creates no tables and no process-global state: everything hangs off
