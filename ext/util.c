@@ -1,5 +1,17 @@
 /*
-** util.c: error plumbing and output values (see util.h).
+** util.c: how messages are written, error plumbing, and output values (see util.h).
+**
+**   rnn_err_set(err, "%s(): no model named %U in rnn_models", fn, name, nname);
+**   -> rnn_eval(): no model named 'm\xFF\x00' in rnn_models
+**
+** Rules kept:
+**  1. Every message is valid UTF-8 with no control bytes, whatever bytes the
+**     user gave: Python and Node decode messages as UTF-8 and raise anything
+**     but the SQL error otherwise. Offending bytes read as \xNN.
+**  2. User text quoted with its length (%U) shows a NUL as \x00 rather than
+**     ending the message there, and a cap never cuts a character in two.
+**  3. Escaping is idempotent (backslashes are not escaped), so a message quoted
+**     inside another one reads the same.
 */
 #include "util.h"
 SQLITE_EXTENSION_INIT3
@@ -113,10 +125,9 @@ static int append_one(sqlite3_str *s, char conv, const char *spec, int prec, va_
   return 1;
 }
 
-/* Rule: every message is valid UTF-8 without control bytes, whatever the user's
-** bytes were (Python and Node decode messages as UTF-8). %U quotes user bytes
-** with a length; the result of every conversion is escaped again as a whole, so
-** user text that arrives through %s (or a nested message) is safe too. */
+/* Rules 1-3. %U quotes user bytes with a length; then the whole message is
+** escaped, so user text that arrives through %s (SQLite's own messages, nested
+** messages, NUL-terminated names) is safe too. */
 char *rnn_vmprintf(const char *fmt, va_list ap) {
   va_list aq;
   va_copy(aq, ap);
