@@ -15,6 +15,7 @@
 **     (sequence.c).
 */
 #include "sequence.h"
+#include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
 
@@ -101,21 +102,6 @@ static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rnn_entry_release(e);
 }
 
-int rnn_register_eval(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* Flags as rnn_predict's: a TEXT model argument reads rnn_models, so neither
-  ** DETERMINISTIC nor INNOCUOUS; not DIRECTONLY, so trusted schemas may use them. */
-  static const struct {
-    const char *name;
-    void (*fn)(sqlite3_context *, int, sqlite3_value **);
-  } fns[] = {{"rnn_eval", fn_eval}, {"rnn_classify", fn_classify}};
-  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
-    rnn_conn_ref(conn);
-    int rc = sqlite3_create_function_v2(db, fns[i].name, 2, SQLITE_UTF8 | SQLITE_RESULT_SUBTYPE, conn,
-                                        fns[i].fn, NULL, NULL, rnn_conn_unref);
-    if (rc != SQLITE_OK) {
-      *pzErr = sqlite3_mprintf("cannot register %s(): %s", fns[i].name, sqlite3_errstr(rc));
-      return rc;
-    }
-  }
-  return SQLITE_OK;
-}
+/* Callbacks for the registration table in rnn.c (functions.h). */
+void rnn_eval_func(sqlite3_context *c, int n, sqlite3_value **v) { fn_eval(c, n, v); }
+void rnn_classify_func(sqlite3_context *c, int n, sqlite3_value **v) { fn_classify(c, n, v); }

@@ -29,6 +29,7 @@
 */
 #include "model.h"
 #include "json.h"
+#include "util.h"
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
@@ -66,7 +67,7 @@ static int fail(loader *L, const char *fmt, ...) {
   va_list ap;
   if (L->err == NULL && !L->nomem) {
     va_start(ap, fmt);
-    L->err = sqlite3_vmprintf(fmt, ap);
+    L->err = rnn_vmprintf(fmt, ap);
     va_end(ap);
     if (!L->err) L->nomem = 1;
   }
@@ -95,10 +96,26 @@ static int cmp_begin(const void *a, const void *b) {
   return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
+/* What a BLOB that cannot be safetensors (whose header must start with '{')
+** looks like, for a message that says how to convert it; NULL if unknown. */
+static const char *foreign_format(const unsigned char *blob, size_t n) {
+  if (n > 8 && blob[8] == '{') return NULL;
+  if (n >= 4 && memcmp(blob, "PK\x03\x04", 4) == 0) return "a zip archive (what torch.save writes)";
+  if (n >= 2 && blob[0] == 0x80 && blob[1] >= 2 && blob[1] <= 5) {
+    return "a Python pickle (pickle.dump, or torch.save in its legacy format)";
+  }
+  return NULL;
+}
+
 /* Rules 1 and 2: the header and the tensor table. */
 static int read_header(loader *L, const unsigned char *blob, size_t n) {
   char jerr[128];
   uint64_t hlen = 0;
+  const char *foreign = foreign_format(blob, n);
+  if (foreign) {
+    return fail(L, "BLOB is %s, not safetensors: convert the module with sqlite_rnn.to_blob(module) "
+                   "(python/sqlite_rnn.py) or save its state_dict with safetensors.torch.save_file", foreign);
+  }
   if (n < 8) return fail(L, "BLOB is %d bytes, too short for a safetensors header", (int)n);
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | blob[i];
   if (hlen > n - 8) {
@@ -339,8 +356,8 @@ static int parse_vec(loader *L, const char *key, int n, int positive, float *dst
   }
   if (rc == 0) rj_free(&d);
   if (!ok) {
-    return fail(L, "__metadata__ %s must be a JSON array of %d finite%s numbers, got '%.40s'", key, n,
-                positive ? " positive" : "", v);
+    return fail(L, "__metadata__ %s must be a JSON array of %d finite%s numbers, got %.40U", key, n,
+                positive ? " positive" : "", v, -1);
   }
   *present = 1;
   return 0;
@@ -372,7 +389,7 @@ static int find_prefix(loader *L, plan *p) {
   int found = 0;
   if (want) {
     if (strlen(want) > RNN_MAX_NAME - 20 || (want[0] && !ends_with(want, "."))) {
-      return fail(L, "__metadata__ recurrent_prefix '%.60s' must be empty or end with '.'", want);
+      return fail(L, "__metadata__ recurrent_prefix %.60U must be empty or end with '.'", want, -1);
     }
     strcpy(p->prefix, want);
     char nm[RNN_MAX_NAME + 32];
@@ -415,7 +432,7 @@ static int find_head(loader *L, plan *p) {
   const char *want = meta(L, "head_prefix");
   if (want) {
     if (strlen(want) > RNN_MAX_NAME - 10 || (want[0] && !ends_with(want, "."))) {
-      return fail(L, "__metadata__ head_prefix '%.60s' must be empty or end with '.'", want);
+      return fail(L, "__metadata__ head_prefix %.60U must be empty or end with '.'", want, -1);
     }
     char nm[RNN_MAX_NAME + 16];
     snprintf(nm, sizeof(nm), "%sweight", want);

@@ -245,7 +245,7 @@ static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *
   if (rc == SQLITE_ROW) {
     int t = sqlite3_column_type(st, 0);
     if (t != SQLITE_BLOB) {
-      rnn_err_set(err, "%s(): rnn_models.model of '%.*s' is %s, expected a safetensors BLOB", fname, nname, name,
+      rnn_err_set(err, "%s(): rnn_models.model of %U is %s, expected a safetensors BLOB", fname, name, nname,
                   rnn_type_name(t));
       goto done;
     }
@@ -255,7 +255,7 @@ static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *
       rnn_err_nomem(err);
       goto done;
     }
-    char *what = sqlite3_mprintf(" '%.*s'", nname, name);
+    char *what = rnn_mprintf(" %U", name, nname);
     if (!what) {
       rnn_err_nomem(err);
       goto done;
@@ -264,8 +264,8 @@ static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *
     sqlite3_free(what);
     if (!e) goto done;
   } else if (rc == SQLITE_DONE) {
-    rnn_err_set(err, "%s(): no model named '%.*s' in rnn_models: INSERT INTO rnn_models(name, model) VALUES "
-                     "('%.*s', <safetensors BLOB>)", fname, nname, name, nname, name);
+    rnn_err_set(err, "%s(): no model named %U in rnn_models: INSERT INTO rnn_models(name, model) VALUES "
+                     "(%U, <safetensors BLOB>)", fname, name, nname, name, nname);
     goto done;
   } else {
     if (rc == SQLITE_NOMEM) rnn_err_nomem(err);

@@ -23,6 +23,7 @@
 **     key or feature are skipped; no rows give NULL.
 */
 #include "sequence.h"
+#include "functions.h"
 #include "json.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
@@ -177,7 +178,7 @@ static int read_tokens(rnn_err *err, const rnn_model *m, const char *z, int n, c
       while (i + cl < n && ((unsigned char)z[i + cl] & 0xC0) == 0x80) cl++;
       if (m->unknown < 0) {
         sqlite3_free(tok);
-        rnn_err_set(err, "%s(): '%.*s' at character %d of the text is not in the model's vocab", fn, cl, z + i,
+        rnn_err_set(err, "%s(): %U at character %d of the text is not in the model's vocab", fn, z + i, cl,
                   chars + 1);
         return -1;
       }
@@ -254,7 +255,7 @@ int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sql
       idx = rnn_model_token(m, z, n);
       if (idx < 0) idx = m->unknown;
       if (idx < 0) {
-        rnn_err_set(err, "%s(): argument 2 '%.40s' is not a token of the model's vocab", fn, z);
+        rnn_err_set(err, "%s(): argument 2 %.40U is not a token of the model's vocab", fn, z, n);
         return -1;
       }
     } else if (t == SQLITE_INTEGER) {
@@ -462,15 +463,6 @@ done:
   }
 }
 
-int rnn_register_sequence(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* A pure function of its arguments: DETERMINISTIC and INNOCUOUS (usable in
-  ** views under trusted_schema=OFF). Registered as a plain aggregate: a window
-  ** version would add nothing that a frame of rnn_predict does not give. */
-  rnn_conn_ref(conn);
-  int rc = sqlite3_create_window_function(db, "rnn_sequence", -1,
-                                          SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS |
-                                              SQLITE_RESULT_SUBTYPE,
-                                          conn, seqagg_step, seqagg_final, NULL, NULL, rnn_conn_unref);
-  if (rc != SQLITE_OK) *pzErr = sqlite3_mprintf("cannot register rnn_sequence(): %s", sqlite3_errstr(rc));
-  return rc;
-}
+/* Callbacks for the registration table in rnn.c (functions.h). */
+void rnn_sequence_step(sqlite3_context *c, int n, sqlite3_value **v) { seqagg_step(c, n, v); }
+void rnn_sequence_final(sqlite3_context *c) { seqagg_final(c); }

@@ -25,6 +25,4 @@ void rnn_seq_free(rnn_seq *s);
 ** vocab model one TEXT token or INTEGER index (one-hot). Returns 1 if the row is
 ** used, 0 if skipped (a NULL), -1 after setting err. */
 int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row);
-
-int rnn_register_sequence(sqlite3 *db, rnn_conn *conn, char **pzErr);
 #endif

@@ -28,6 +28,7 @@
 **  5. A NULL sequence gives no rows.
 */
 #include "sequence.h"
+#include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
 
@@ -195,13 +196,20 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
   }
   if (sqlite3_value_type(h) != SQLITE_INTEGER || sqlite3_value_int64(h) < 1 ||
       sqlite3_value_int64(h) > RNN_MAX_HORIZON) {
-    int was_null = sqlite3_value_type(h) == SQLITE_NULL; /* a failed conversion may leave NULL behind */
-    const char *z = (const char *)sqlite3_value_text(h);
-    if (!z && !was_null) {
+    /* Name the type given: '24' (TEXT) reads like 24 otherwise. */
+    int ht = sqlite3_value_type(h);
+    const char *z = ht == SQLITE_NULL || ht == SQLITE_BLOB ? "" : (const char *)sqlite3_value_text(h);
+    if (!z) {
       rnn_err_nomem(err);
       return -1;
     }
-    rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s", fn, RNN_MAX_HORIZON, z ? z : "NULL");
+    if (ht == SQLITE_TEXT) {
+      rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got TEXT %.40U", fn, RNN_MAX_HORIZON, z,
+                  sqlite3_value_bytes(h));
+    } else {
+      rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s%s%s", fn, RNN_MAX_HORIZON,
+                  rnn_type_name(ht), *z ? " " : "", z);
+    }
     return -1;
   }
   c->n = sqlite3_value_int64(h);
@@ -308,24 +316,11 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
   return SQLITE_OK;
 }
 
-static const sqlite3_module tvf_module = {
+/* Installed by the registration table in rnn.c (functions.h). */
+const sqlite3_module rnn_tvf_module = {
   0,              /* iVersion */
   NULL,           /* xCreate: NULL makes the table eponymous-only */
   tvf_connect, tvf_best_index, tvf_disconnect, NULL /* xDestroy */,
   tvf_open, tvf_close, tvf_filter, tvf_next, tvf_eof, tvf_column, tvf_rowid,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, /* xUpdate .. xShadowName */
 };
-
-int rnn_register_tvf(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* Not SQLITE_VTAB_INNOCUOUS: a TEXT model argument reads rnn_models. */
-  static const char *const names[] = {"rnn_steps", "rnn_forecast"};
-  for (int i = 0; i < 2; i++) {
-    rnn_conn_ref(conn);
-    int rc = sqlite3_create_module_v2(db, names[i], &tvf_module, conn, rnn_conn_unref);
-    if (rc != SQLITE_OK) {
-      *pzErr = sqlite3_mprintf("cannot register %s(): %s", names[i], sqlite3_errstr(rc));
-      return rc;
-    }
-  }
-  return SQLITE_OK;
-}
