@@ -1,15 +1,16 @@
 """sqlite_rnn: export PyTorch RNNs for sqlite-rnn and load the extension into Python's sqlite3.
 
-One file, standard library only; torch is imported only when a function is handed a torch object.
+One file, standard library only; torch (numpy, pandas) is imported only when a function is handed its objects.
+Run it with Debian's /usr/bin/python3: its sqlite3 can load extensions, and torch is installed for it.
 
     import sqlite3, torch, sqlite_rnn
     con = sqlite3.connect("sensors.db")
     sqlite_rnn.load(con)                                  # finds and loads rnn.so
     net = MyNet()                                         # e.g. self.rnn = nn.GRU(...), self.fc = nn.Linear(...)
-    sqlite_rnn.save(con, "room_temp", net, input_mean=[21.5], input_std=[3.0])
+    sqlite_rnn.save(con, "room_temp", net, input_mean=[21.5], input_std=[3.0], check_input=x)
     con.execute("SELECT rnn_predict('room_temp', temp) OVER (PARTITION BY device ORDER BY t) FROM readings")
 
-to_blob(module, head=None, **metadata) -> bytes
+to_blob(module, head=None, readout=None, extra=None, **metadata) -> bytes
     The safetensors BLOB sqlite-rnn reads, from
       - an nn.RNN, nn.LSTM or nn.GRU, with an optional nn.Linear `head` (stored as `rnn.*` and `fc.*`);
       - a module of yours holding one of them and at most one nn.Linear (e.g. self.rnn and self.fc, at any
@@ -18,17 +19,38 @@ to_blob(module, head=None, **metadata) -> bytes
         output_activation=log_softmax (softmax) when it holds an nn.LogSoftmax (nn.Softmax), as the
         tutorial's forward applies it.
     Tensors keep their dtype (float32, float16, bfloat16, float64: call .half() first to export F16).
-    metadata: the __metadata__ keys of the README (cell, output_activation, input_mean, vocab, labels, ...).
-    Lists and dicts are JSON-encoded (input_mean=[21.5] -> "[21.5]"); a bare number for input_mean,
-    input_std, output_mean or output_std means a one-element list; other values are str()-ed.
+    readout: 'last_output' (forward computes fc(output[:, -1])) or 'final_states' (fc(torch.cat((h_n[-2],
+    h_n[-1]), 1))), stored as metadata `readout`; required for a bidirectional model, where they differ.
+    metadata: only the __metadata__ keys sqlite-rnn reads (KNOWN_KEYS: cell, output_activation, input_mean,
+    vocab, labels, ...); another key is a ValueError ("did you mean"); keys of your own go under extra={...}.
+    Strings are stored as they are; lists, dicts and numbers JSON-encoded (input_mean=[21.5] -> "[21.5]");
+    numpy arrays, torch tensors and pandas objects through .tolist(), numpy scalars as numbers; a bare number
+    for input_mean, input_std, output_mean or output_std means a one-element list; None means absent; any
+    other object is a TypeError, NaN or infinity a ValueError.
     `cell` is set from the module (rnn_relu for nonlinearity='relu'); a different `cell` given is an error.
-    Raises ValueError for a module sqlite-rnn could not run (no recurrent layer, two of them, two heads, an
-    embedding or other parameters the model would not use), naming what is wrong.
+    Raises ValueError for a module sqlite-rnn could not run, naming what is wrong and what to do: no
+    recurrent layer, two heads, an embedding or other parameters the model would not use; chained
+    RNN/LSTM/GRU modules (merge_layers() when they are one layer stack); nn.LSTMCell/GRUCell/RNNCell loops
+    (the nn.LSTM/GRU/RNN and load_state_dict that hold the same tensors); TorchScript modules.
 
-save(conn, name, module, head=None, **metadata)
+save(conn, name, module, head=None, readout=None, extra=None, check_input=None, **metadata) -> bytes
     Upserts to_blob(...) (or `module` itself when it is already bytes) as row `name` of rnn_models, creating
-    the table if it does not exist (other columns of an existing row are kept). Commits, unless the
-    connection was already inside a transaction (then committing is the caller's business).
+    the table if it does not exist (other columns of an existing row are kept). Before writing, the BLOB is
+    loaded by the extension (rnn_info, through conn or a private :memory: connection): a refusal is a
+    ValueError with the extension's message. With check_input=x (raw inputs, shaped as the module takes
+    them), module(x) in torch (float32 copy, eval mode, no grad, inputs standardised and outputs scaled by the
+    metadata as SQL does) is compared with rnn_eval of the stored model on each sequence; beyond
+    CHECK_TOLERANCE * max(1, |torch|, output_std) it is a ValueError naming the likely cause. All writes are
+    in a savepoint: a refusal leaves nothing written. Commits, unless the connection was already inside a
+    transaction (then committing is the caller's business).
+
+sequence(values) -> bytes
+    The float32 little-endian BLOB of one sequence: a list (one feature per step), nested lists (steps x
+    features), a numpy array of any numeric dtype, a torch tensor, a pandas Series/DataFrame. ValueError for
+    NaN, infinities, values outside float32 range, ragged or empty rows, more than 2 dimensions.
+
+merge_layers(*rnns) -> nn.RNN/nn.LSTM/nn.GRU
+    The single layer stack equal to rnns applied in turn (rnn2(rnn1(x)[0])[0]), or ValueError.
 
 load(conn, path=None) -> str
     Loads the extension into a sqlite3 connection and returns the file loaded. Without `path` it looks in
