@@ -81,7 +81,7 @@ DTYPE_SIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 VECTOR_KEYS = ("input_mean", "input_std", "output_mean", "output_std")
 # the __metadata__ keys the extension reads; any other key is the user's and goes under extra=
 KNOWN_KEYS = ("cell", "recurrent_prefix", "head_prefix", "output_activation", "hidden_activation") + VECTOR_KEYS + (
-    "vocab", "unknown_token", "labels", "output_names", "description")
+    "vocab", "unknown_token", "labels", "output_names", "description", "readout")
 CHECK_TOLERANCE = 2e-5   # save(check_input=): |SQLite - torch| <= CHECK_TOLERANCE * max(1, |torch|, output_std)
 _CELLS = {"RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu", "LSTM": "lstm", "GRU": "gru"}
 
@@ -279,7 +279,8 @@ def _metadata(metadata, extra):
                 raise TypeError("extra: metadata keys are str, got %r" % (k,))
             if k in KNOWN_KEYS:
                 raise ValueError("extra: %r is a key sqlite-rnn reads: pass it as %s=..., not under extra" % (k, k))
-            md[k] = _meta_value(k, v)
+            if v is not None:
+                md[k] = _meta_value(k, v)
     return md
 
 
@@ -698,6 +699,8 @@ def _sql_outputs(conn, model, seqs):
 def _diagnose(module, plan, md, x, sql, want, tol):
     """The one cause found by trying the alternatives, or None."""
     import torch
+    if any(v is None for row in sql for v in row):
+        return None
     got = torch.tensor(sql, dtype=torch.float32)
     plain = md.get("output_activation", "none") == "none" and not any(k in md for k in ("output_mean", "output_std"))
     if plain:
@@ -734,7 +737,7 @@ def _check_against_torch(conn, model, module, plan, md, x):
                          "Linear head); nothing was saved" % (want.shape[1], len(sql[0])))
     for b, (row, trow) in enumerate(zip(sql, want.tolist())):
         for i, (s, t) in enumerate(zip(row, trow)):
-            if s is None or abs(s - t) > CHECK_TOLERANCE * max(scale, abs(t)):
+            if s is None or not abs(s - t) <= CHECK_TOLERANCE * max(scale, abs(t)):   # NaN fails too
                 cause = _diagnose(module, plan, md, x, sql, want, CHECK_TOLERANCE * scale)
                 raise ValueError(
                     "save(): the stored model disagrees with module(check_input) at sequence %d, output %d: "
