@@ -628,8 +628,9 @@ def test_cell_loops_refused_with_the_copy():
         "'bias_ih_l0': net.cell.bias_ih, 'bias_hh_l0': net.cell.bias_hh}); then export a module holding layer "
         "(and the head) in place of the cell, its forward reading the layer's output.")
     x = torch.randn(9, 4, 3)
-    for label, cell in (("lstm", net.cell), ("gru", nn.GRUCell(3, 5)), ("rnn relu no bias",
-                                                                        nn.RNNCell(3, 4, bias=False, nonlinearity="relu"))):
+    cells = (("lstm", net.cell), ("gru", nn.GRUCell(3, 5)),
+             ("rnn relu no bias", nn.RNNCell(3, 4, bias=False, nonlinearity="relu")))
+    for label, cell in cells:
         net = Looped(cell)
         msg = raises(ValueError, sqlite_rnn.to_blob, net)
         recipe = re.search(r"layer = (nn\.\w+\([^)]*\)); layer\.load_state_dict\((\{.*?\})\)", msg)
