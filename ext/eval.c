@@ -76,7 +76,7 @@ static void fn_eval(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (is_null) sqlite3_result_null(ctx);
     return;
   }
-  rnn_result_output(ctx, out, e->model->net.n_out);
+  rnn_result_output_named(ctx, out, e->model->net.n_out, e->model->output_names);
   sqlite3_free(out);
   rnn_entry_release(e);
 }
