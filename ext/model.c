@@ -828,12 +828,12 @@ static int edit_distance(const char *a, const char *b, int limit) {
 }
 
 int rnn_meta_key_known(const char *key, const char **suggestion) {
-  int best = 3;  /* suggest a known key at most 2 edits away (and fewer than a third of the key) */
+  int best = 3;  /* suggest a known key at most 2 edits away, and at most a third of the key's length */
   *suggestion = NULL;
   for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++) {
     if (strcmp(key, known_keys[i]) == 0) return 1;
     int d = edit_distance(key, known_keys[i], 2);
-    if (d < best && 3 * d < (int)strlen(key)) {
+    if (d < best && 3 * d <= (int)strlen(key)) {
       best = d;
       *suggestion = known_keys[i];
     }
