@@ -1,5 +1,5 @@
 """Write sql/weather_model.safetensors, the README's example of metadata `output_names`: a GRU over two features
-(temperature, humidity) whose two outputs are named, so results are JSON objects. The weights are random (seeded),
+(temperature, humidity) whose two outputs are named, so results are JSON objects, and a key of its own (`units`) that rnn_info lists under warnings. The weights are random (seeded),
 not trained: the model shows the format, not a forecast.
 
     /usr/bin/python3 tests/gen_weather_model.py      (no torch needed; a rerun writes identical bytes)
@@ -18,6 +18,7 @@ def blob():
         "output_names": json.dumps(["temp", "humidity"]),
         "input_mean": "[20, 60]", "input_std": "[2, 10]",
         "output_mean": "[20, 60]", "output_std": "[2, 10]",
+        "units": json.dumps({"temp": "C", "humidity": "%"}),     # a user key: kept, and listed in warnings
     })
 
 
