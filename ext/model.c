@@ -20,12 +20,21 @@
 **     needed only for rnn_relu and must agree with the shapes.
 **  5. Weights are converted to float32 at load; NaN, infinite or out-of-range
 **     values are refused.
-**  6. Known metadata keys are validated (activations, standardisation arrays:
-**     right length, finite, std > 0; vocab: distinct non-empty strings, one per
-**     input; labels: one string per output; unknown_token: in vocab); other
-**     keys are kept for rnn_info.
+**  6. Known metadata keys are validated (activations; readout: last_output or
+**     final_states; standardisation arrays: right length, finite, std > 0;
+**     vocab: distinct non-empty strings, one per input; labels: one string per
+**     output; output_names: distinct non-empty strings, one per output;
+**     unknown_token: in vocab); other keys are kept, and rnn_info lists them
+**     under "warnings" (info.c).
 **  7. Every size is checked against the limits in model.h with 64-bit
 **     arithmetic before it sizes an allocation.
+**
+** The load runs in stages, each its own function: read_header (rules 1-2),
+** find_prefix / read_sizes (names and sizes, rules 3-4), parse_settings
+** (activations, readout), check_tensors (every shape, nothing left over),
+** build_arena (one layout routine run twice: count mode sizes the arena, carve
+** mode converts the weights into it and asserts it took what was counted),
+** the kernel choice, the tokenizer tables, output_names, and rnn_info's text.
 */
 #include "model.h"
 #include "json.h"
