@@ -238,11 +238,15 @@ void rnn_forward(const rnn_net *n, const float *xs, int64_t T, float *outs, floa
     in_n = wid;
   }
   for (int64_t t = 0; t < T; t++) {
+    if (hid) memcpy(hid + (size_t)t * wid, cur + (size_t)t * wid, sizeof(float) * (size_t)wid);
     if (outs) {
+      if (t == T - 1 && n->readout == READOUT_FINAL_STATES) {
+        /* h_n: the backward direction ends at step 0 (cur is not read again) */
+        memmove(cur + (size_t)t * wid + hout, cur + hout, sizeof(float) * (size_t)hout);
+      }
       head(n, cur + (size_t)t * wid, wid, scratch);
       finish(n, scratch, outs + (size_t)t * O);
     }
-    if (hid) memcpy(hid + (size_t)t * wid, cur + (size_t)t * wid, sizeof(float) * (size_t)wid);
   }
 }
 

@@ -14,6 +14,11 @@
 
 enum { CELL_RNN_TANH, CELL_RNN_RELU, CELL_LSTM, CELL_GRU, CELL_SEED };
 enum { ACT_NONE, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_LOG_SOFTMAX, ACT_RELU };
+/* What the head reads after a whole sequence (metadata `readout`). They differ
+** only for bidirectional models: PyTorch's output[T-1] = cat(forward_{T-1},
+** backward_{T-1}), or h_n = cat(forward_{T-1}, backward_0), i.e.
+** fc(torch.cat((h_n[-2], h_n[-1]), 1)). */
+enum { READOUT_LAST_OUTPUT, READOUT_FINAL_STATES };
 
 /* Weight matrices are stored transposed, [in][ld] with ld a multiple of RNN_LANES
 ** and zero padding, so the hot loop is a contiguous vector FMA over outputs and
@@ -52,6 +57,7 @@ typedef struct rnn_net {
   int ldo;            /* O rounded up to RNN_LANES */
   int hidden_act;     /* seed cell: ACT_NONE/TANH/RELU/SIGMOID */
   int out_act;        /* ACT_* applied to the head output */
+  int readout;        /* READOUT_*: bidirectional models only */
   rnn_layer *layer;   /* [layers] */
   const float *head_w;   /* [hout*dirs][ldo] head Linear weight^T, or NULL (output = h) */
   const float *head_b;   /* [ldo] zeros if no bias */
@@ -85,7 +91,9 @@ void rnn_step(const rnn_net *net, rnn_state *st, const float *x);
 ** out[0..O). scratch holds at least ldo floats. Undefined before the first step. */
 void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scratch);
 /* A whole sequence xs[T][I] (raw features) at once; works for bidirectional
-** models too. outs[T][O] gets the output after each step and hid[T][dirs*hout]
+** models too. outs[T][O] gets the output after each step (bidirectional: the
+** head over output[t]; with READOUT_FINAL_STATES, outs[T-1] reads h_n instead,
+** the earlier rows are the per-step outputs) and hid[T][dirs*hout]
 ** the last layer's hidden state (either may be NULL). work holds
 ** rnn_forward_floats(net, T) floats. */
 size_t rnn_forward_floats(const rnn_net *net, int64_t T);

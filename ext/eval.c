@@ -10,7 +10,8 @@
 **  2. rnn_classify returns the `labels` entry of the largest output (the first
 **     one on ties), or its 0-based index as INTEGER when the model has no labels.
 **  3. Bidirectional models work: the output is PyTorch's output[T-1], the head
-**     applied to cat(forward_{T-1}, backward_{T-1}).
+**     applied to cat(forward_{T-1}, backward_{T-1}); with metadata readout
+**     final_states, h_n: cat(forward_{T-1}, backward_0).
 **  4. A NULL sequence gives NULL; every other bad sequence is an error
 **     (sequence.c).
 */
@@ -77,7 +78,7 @@ static void fn_eval(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (is_null) sqlite3_result_null(ctx);
     return;
   }
-  rnn_result_output(ctx, out, e->model->net.n_out);
+  rnn_result_output_named(ctx, out, e->model->net.n_out, e->model->output_names);
   sqlite3_free(out);
   rnn_entry_release(e);
 }

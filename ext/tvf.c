@@ -26,6 +26,9 @@
 **     the sequence with steps 1..k appended: the whole sequence is rerun per
 **     row, O(T + k) each.
 **  5. A NULL sequence gives no rows.
+**  6. A bidirectional model with readout final_states has one output per
+**     sequence, read from h_n after the whole sequence: rnn_steps gives it on
+**     the last row and NULL before (`hidden` still shows output[t]).
 */
 #include "sequence.h"
 #include "functions.h"
@@ -288,7 +291,7 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
   if (v->kind == KIND_FORECAST) {
     switch (col) {
       case F_STEP: sqlite3_result_int64(ctx, c->row + 1); break;
-      case F_OUTPUT: rnn_result_output(ctx, c->outs, net->n_out); break;
+      case F_OUTPUT: rnn_result_output_named(ctx, c->outs, net->n_out, m->output_names); break;
       default: sqlite3_result_value(ctx, c->args[col - F_MODEL]); break;
     }
     return SQLITE_OK;
@@ -302,7 +305,13 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
         rnn_result_output(ctx, c->seq.xs + (size_t)c->row * net->n_in, net->n_in);
       }
       break;
-    case S_OUTPUT: rnn_result_output(ctx, c->outs + (size_t)c->row * net->n_out, net->n_out); break;
+    case S_OUTPUT:
+      if (net->dirs == 2 && net->readout == READOUT_FINAL_STATES && c->row < c->n - 1) {
+        sqlite3_result_null(ctx); /* rule 6: h_n exists once the whole sequence is read */
+      } else {
+        rnn_result_output_named(ctx, c->outs + (size_t)c->row * net->n_out, net->n_out, m->output_names);
+      }
+      break;
     case S_HIDDEN: {
       int hw = net->dirs * net->hout;
       unsigned char *b = rnn_f32_blob(c->hid + (size_t)c->row * hw, hw);

@@ -259,6 +259,29 @@ void rnn_result_output(sqlite3_context *ctx, const float *out, int n) {
   sqlite3_result_subtype(ctx, RNN_SUBTYPE_JSON);
 }
 
+void rnn_result_output_named(sqlite3_context *ctx, const float *out, int n, char *const *names) {
+  if (!names || n == 1) {
+    rnn_result_output(ctx, out, n);
+    return;
+  }
+  sqlite3_str *s = sqlite3_str_new(NULL);
+  sqlite3_str_appendchar(s, 1, '{');
+  for (int i = 0; i < n; i++) {
+    sqlite3_str_appendf(s, "%s%s:", i ? "," : "", names[i]);
+    if (isfinite(out[i])) sqlite3_str_appendf(s, "%!.9g", (double)out[i]);
+    else sqlite3_str_appendall(s, "null");
+  }
+  sqlite3_str_appendchar(s, 1, '}');
+  int len = sqlite3_str_length(s);
+  if (sqlite3_str_errcode(s)) {
+    sqlite3_free(sqlite3_str_finish(s));
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  sqlite3_result_text(ctx, sqlite3_str_finish(s), len, sqlite3_free);
+  sqlite3_result_subtype(ctx, RNN_SUBTYPE_JSON);
+}
+
 unsigned char *rnn_f32_blob(const float *v, int n) {
   unsigned char *b = sqlite3_malloc64((size_t)n * 4 + 1);
   if (!b) return NULL;

@@ -53,6 +53,9 @@ const char *rnn_type_name(int type);
 
 /* out[0..n) as an SQL value: REAL for n == 1, else a JSON array (subtype JSON). */
 void rnn_result_output(sqlite3_context *ctx, const float *out, int n);
+/* As rnn_result_output, but with names (JSON string literals, the model's
+** output_names, or NULL) several outputs become a JSON object {name: value}. */
+void rnn_result_output_named(sqlite3_context *ctx, const float *out, int n, char *const *names);
 /* out[0..n) as JSON array text (sqlite3_malloc'd), or NULL on OOM. */
 char *rnn_json_floats(const float *out, int n, int *len);
 /* v[0..n) as a little-endian float32 BLOB (sqlite3_malloc'd), or NULL on OOM. */

@@ -216,7 +216,7 @@ static void result_output(sqlite3_context *ctx, win *w) {
     rnn_output(w->net, &w->st, w->out, w->outs);
     w->out_ok = 1;
   }
-  rnn_result_output(ctx, w->out, w->net->n_out);
+  rnn_result_output_named(ctx, w->out, w->net->n_out, w->e->model->output_names);
 }
 
 static void result_hidden(sqlite3_context *ctx, win *w) {
