@@ -344,3 +344,49 @@ def test_missing_table_found_by_probe():
     assert error_of(con, "SELECT rnn_eval('m', '[1]')") == (
         "rnn_eval(): no model named 'm' in rnn_models: INSERT INTO rnn_models(name, model) VALUES "
         "('m', <safetensors BLOB>)")
+
+
+# ---- every function kind, and what a running statement sees ---------------------------------------------------------
+
+KINDS = [
+    ("rnn_eval", "SELECT rnn_eval(?, '[0.5, -0.25]') FROM t"),
+    ("rnn_predict window", "SELECT p FROM (SELECT k, rnn_predict(?, y) OVER (ORDER BY k) AS p FROM "
+                           "(SELECT 1 AS k, 0.5 AS y UNION ALL SELECT 2, -0.25), t) WHERE k = 2"),
+    ("rnn_predict aggregate", "SELECT rnn_predict(?, y) FROM (SELECT 0.5 AS y UNION ALL SELECT -0.25), t"),
+    ("rnn_steps", "SELECT output FROM t, rnn_steps(?, '[0.5, -0.25]') WHERE step = 1"),
+    ("rnn_forecast", "SELECT output FROM t, rnn_forecast(?, '[0.5, -0.25]', 1)"),
+]
+
+
+def test_every_function_sees_the_other_connections_commit():
+    """The attached-registry case for each kind of function; each statement reads only main."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "models.db")
+        registry_file(path, m=A)
+        con = connect(os.path.join(d, "main.db"))
+        con.execute("CREATE TABLE t(x)")
+        con.execute("INSERT INTO t VALUES (1)")
+        con.execute("ATTACH ? AS models", (path,))
+        other = sqlite3.connect(path, isolation_level=None)
+        for label, sql in KINDS:
+            for blob, want in ((A, "A"), (B, "B"), (C, "C")):
+                other.execute("UPDATE rnn_models SET model = ? WHERE name = 'm'", (blob,))
+                assert which(con, sql=sql) == want, label
+                assert which(con, sql=sql) == want, label
+        other.close()
+        con.close()
+
+
+def test_running_statement_keeps_its_model():
+    """A statement that looked a name up keeps that model to its end (SQLite leaves undefined whether a
+    running statement sees changes made meanwhile); the next statement sees the change."""
+    con = connect()
+    models.registry(con, m=A)
+    con.execute("CREATE TABLE t(x)")
+    con.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(50)])
+    cur = con.execute("SELECT rnn_eval('m', '[0.5, -0.25]') FROM t")
+    first = cur.fetchone()[0]
+    con.execute("UPDATE rnn_models SET model = ? WHERE name = 'm'", (B,))
+    rest = [r[0] for r in cur.fetchall()]
+    assert first == OUT["A"] and rest == [OUT["A"]] * 49
+    assert which(con) == "B"
