@@ -32,13 +32,15 @@ SQLITE_EXTENSION_INIT1
 
 #define RNN_VERSION "0.1.0"
 
-/* The oldest SQLite with every API the extension calls: sqlite3_db_name (3.39.0;
-** also sqlite3_total_changes64 3.36, sqlite3_txn_state 3.34, window functions
-** 3.25). A loaded extension calls SQLite through a table of pointers that older
-** hosts do not fill that far, so an older host must be refused before any call.
-** tests/test_messages.py checks these against the APIs ext/ uses. */
-#define RNN_MIN_SQLITE 3039000
-#define RNN_MIN_SQLITE_TEXT "3.39.0"
+/* The oldest SQLite with every API and flag the extension uses: SQLITE_INNOCUOUS
+** (3.31.0, with PRAGMA trusted_schema; SQLITE_DIRECTONLY 3.30: an older SQLite
+** drops flags it does not know, silently letting rnn_cache_stats into views),
+** window functions (3.25). A loaded extension calls SQLite through a table of
+** pointers that older hosts do not fill that far, so an older host must be
+** refused before any call. tests/test_messages.py checks these against the
+** APIs and flags ext/ uses. */
+#define RNN_MIN_SQLITE 3031000
+#define RNN_MIN_SQLITE_TEXT "3.31.0"
 
 static void fn_version(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   (void)argc;

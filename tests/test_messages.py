@@ -197,6 +197,12 @@ def api_versions():
     return out
 
 
+# Flags an older SQLite silently drops (sqlite3CreateFunc keeps only the bits it knows): the first
+# version that honours each, from the SQLite release notes.
+FLAG_VERSIONS = {"SQLITE_DIRECTONLY": (3, 30, 0), "SQLITE_SUBTYPE": (3, 30, 0), "SQLITE_INNOCUOUS": (3, 31, 0),
+                 "SQLITE_VTAB_INNOCUOUS": (3, 31, 0), "SQLITE_VTAB_DIRECTONLY": (3, 31, 0)}
+
+
 def min_sqlite():
     src = open(os.path.join(ROOT, "ext", "rnn.c")).read()
     n = int(re.search(r"#define RNN_MIN_SQLITE (\d+)", src).group(1))
@@ -205,7 +211,8 @@ def min_sqlite():
 
 
 def test_min_sqlite_covers_every_api_called():
-    """The load check's version is the newest of the APIs ext/ calls (3.25 let 3.39's sqlite3_db_name through)."""
+    """The load check's version is the newest of the APIs and flags ext/ uses (3.25 let 3.39's sqlite3_db_name
+    through, before registry.c stopped calling it)."""
     if not os.path.exists("/usr/include/sqlite3ext.h"):
         raise Skip("no /usr/include/sqlite3ext.h (libsqlite3-dev)")
     versions = api_versions()
@@ -216,6 +223,9 @@ def test_min_sqlite_covers_every_api_called():
             for name in re.findall(r"\b(sqlite3_\w+)\s*\(", src):
                 if name in versions:
                     used.setdefault(name, versions[name])
+            for name in re.findall(r"\b(SQLITE_[A-Z_]+)\b", src):
+                if name in FLAG_VERSIONS:
+                    used.setdefault(name, FLAG_VERSIONS[name])
     newest = max(used.values())
     n, text = min_sqlite()
     newest_calls = sorted(used.items(), key=lambda x: x[1])[-3:]
