@@ -334,7 +334,7 @@ def pytest_pycollect_makeitem(collector, name, obj):
     items, seen = [], {}
     for k, label in enumerate(cases.labels):
         seen[label] = seen.get(label, 0) + 1
-        suffix = "" if seen[label] == 1 else "#%d" % seen[label]    # run.py allowed repeated labels
+        suffix = "" if seen[label] == 1 else "#%d" % seen[label]    # labels may repeat
         items.append(CaseItem.from_parent(collector, name="%s[%s%s]" % (name, label, suffix),
                                           cases=cases, index=k))
     if cases.collect_error is not None or not items:
