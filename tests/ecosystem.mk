@@ -66,6 +66,6 @@ uninstall:
 node-test: check-python rnn.so
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  { echo "node-test needs node and npm (Debian: apt-get install nodejs npm)"; exit 1; }
-	$(PYTHON) -m pytest tests/test_node.py
+	$(PYTHON) -m pytest -o timeout=2400 tests/test_node.py
 
 .PHONY: static install uninstall node-test
