@@ -13,8 +13,10 @@ The test style (no pytest import needed in a test module):
      models from a clock seed) runs them inside its one item; it fails listing every failing case's label.
   4. rnnlib.Skip("why") raised by a test, a case, a generator or a module's top level is a pytest skip.
   5. A module that fails to import is reported with its traceback (a collection error) and the run goes on.
-  6. Every test, and every case, has a time limit: --timeout=SECONDS (ini `timeout`, 0 = none). When the
-     python3-pytest-timeout plugin is installed it provides the option instead.
+  6. Every test, and every case, has a time limit: --timeout=SECONDS (ini `timeout`, 0 = none). A test past it
+     fails with its traceback (SIGALRM: a test inside one long C call stops when that call returns; a
+     subprocess it waits for is killed). When the python3-pytest-timeout plugin is installed it provides the
+     option instead.
   7. The run ends with one line `N passed, N failed, N skipped` (failed counts collection, setup and teardown
      errors too), after pytest's own summary: CI greps it.
   8. RNN_TEST_HIDE=torch,numpy makes those packages unimportable, here and in every Python subprocess a test
