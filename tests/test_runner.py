@@ -8,12 +8,14 @@ last line of the output. Asserts, by exact names and messages:
   - rnnlib.Skip in a test, a case, a generator or a module's top level is a skip with its reason;
   - a module that fails to import is a failure with its traceback, and the other modules still run;
   - a function that returns cases runs them all and names each failing one;
-  - a generator that yields nothing, or other labels when run than when collected, fails;
+  - a generator that yields nothing fails; one whose labels change between collection and run (a clock seed)
+    runs its cases by position and shows the label of the run in a failure's output;
   - --timeout fails a test that runs longer (also one that catches Exception);
   - RNN_TEST_HIDE hides a package in the test process and in Python subprocesses;
   - the output ends with `N passed, N failed, N skipped`.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,9 +71,15 @@ MODULES = {
                 yield "bad", lambda: 1 / 0
             return cases()
 
+        def test_returns_skipped_cases():
+            def skip():
+                raise Skip("no quux")
+            return iter([("a", skip), ("b", skip)])
+
         def test_clock_labels():
             import time
             yield "t=%r" % time.perf_counter(), lambda: None
+            yield "u=%r" % time.perf_counter(), lambda: 1 / 0
 
         def test_slow():
             import time
@@ -124,14 +132,17 @@ def run_pytest(args, env_extra=None):
         env = {k: v for k, v in os.environ.items() if k not in ("RNN_TEST_HIDE", "PYTHONPATH")}
         env["PYTHONPATH"] = os.path.join(d, "tests")   # so a subprocess finds fakepkg unless it is hidden
         env.update(env_extra or {})
-        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--junitxml=report.xml"]
+        r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--junitxml=report.xml",
+                            "-o", "junit_logging=system-out"]
                            + args, cwd=d, capture_output=True, text=True, env=env, timeout=300)
         outcomes = {}
         for case in ET.parse(os.path.join(d, "report.xml")).iter("testcase"):
             outcome, message = "passed", ""
             for child in case:
                 if child.tag in ("failure", "error", "skipped"):
-                    outcome, message = child.tag, (child.get("message") or "") + "\n" + (child.text or "")
+                    outcome, message = child.tag, (child.get("message") or "") + "\n" + (child.text or "") + message
+                elif child.tag == "system-out":
+                    message += "\n" + (child.text or "")
             outcomes[case.get("name") or case.get("classname")] = (outcome, message)
     return r, outcomes, r.stdout.splitlines()
 
@@ -139,8 +150,8 @@ def run_pytest(args, env_extra=None):
 def test_whole_run():
     r, got, lines = run_pytest(["--timeout=2"])
     assert r.returncode == 1, r.stdout
-    assert lines[-1] == "8 passed, 8 failed, 4 skipped", lines[-5:]
-    got = {("test_clock_labels[*]" if n.startswith("test_clock_labels[") else n): v for n, v in got.items()}
+    assert lines[-1] == "9 passed, 8 failed, 5 skipped", lines[-5:]
+    got = {(n[:19] + "*]" if n.startswith("test_clock_labels[") else n): v for n, v in got.items()}
     outcome = {name: o for name, (o, _) in got.items()}
     assert outcome == {
         "test_plain": "passed", "test_plain_fails": "failure", "test_plain_skips": "skipped",
@@ -149,8 +160,8 @@ def test_whole_run():
         "test_inside_with[a]": "passed", "test_inside_with[b]": "passed",
         "test_generator_skips": "skipped",
         "test_generator_breaks_midway[first]": "passed", "test_generator_breaks_midway": "failure",
-        "test_nothing": "failure", "test_returns_cases": "failure",
-        "test_clock_labels[*]": "failure", "test_slow": "failure",
+        "test_nothing": "failure", "test_returns_cases": "failure", "test_returns_skipped_cases": "skipped",
+        "test_clock_labels[t*]": "passed", "test_clock_labels[u*]": "failure", "test_slow": "failure",
         "tests.test_broken": "error", "tests.test_module_skip": "skipped",
         "test_runs_after_broken_module": "passed", "test_hidden": "passed",
     }, outcome
@@ -159,13 +170,15 @@ def test_whole_run():
     assert "/tests/test_gen.py:11: no frobnicator" in msg["test_plain_skips"], msg["test_plain_skips"]
     assert "case skip" in msg["test_table[skipped]"] and "generator skip" in msg["test_generator_skips"]
     assert "module needs a quux" in msg["tests.test_module_skip"]
+    assert "/tests/test_gen.py:46: a: no quux; b: no quux" in msg["test_returns_skipped_cases"], msg[
+        "test_returns_skipped_cases"]
     assert "ModuleNotFoundError: No module named 'no_such_module_here'" in msg["tests.test_broken"]
     assert "ValueError: broken after first" in msg["test_generator_breaks_midway"]
     assert "test_nothing yielded no cases" in msg["test_nothing"]
     assert "1 of 2 cases failed" in msg["test_returns_cases"] and "test_returns_cases[bad]" in msg[
         "test_returns_cases"] and "ZeroDivisionError" in msg["test_returns_cases"]
-    assert "when collected and" in msg["test_clock_labels[*]"] and "must not depend on the clock" in msg[
-        "test_clock_labels[*]"]
+    assert re.search(r"^case 1 of test_clock_labels is labelled 'u=[0-9.]+' in this run \(when collected: "
+                     r"'u=[0-9.]+'\)$", msg["test_clock_labels[u*]"], re.M), msg["test_clock_labels[u*]"]
     assert "tests/test_gen.py::test_slow ran longer than 2 s (--timeout)" in msg["test_slow"]
 
 
