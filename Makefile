@@ -99,7 +99,7 @@ test: check-python rnn.so build/test_kernels
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf build rnn.so demo.db
+	rm -rf build rnn.so demo.db .pytest_cache
 
 .PHONY: all deps check-deps check-demo-deps check-python demo test clean
 
