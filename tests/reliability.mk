@@ -49,11 +49,11 @@ build/asan/rnn.so: $(call rel_objs,build/asan)
 # Python is not instrumented, so the ASan runtime is preloaded; its own leaks are
 # not ours (detect_leaks=0). Any sanitizer report fails the target, even one from
 # a subprocess or one the harness caught as a test failure.
-sanitize: deps check-python rnn.so build/test_kernels build/asan/rnn.so
+sanitize: check-python rnn.so build/test_kernels build/asan/rnn.so
 	@rt=$$($(CC) -print-file-name=libasan.so); test -f "$$rt" || { echo "no libasan for $(CC)"; exit 1; }; \
 	{ LD_PRELOAD="$$rt" RNN_EXT=$(CURDIR)/build/asan/rnn \
 	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(PYTHON) tests/run.py; echo $$? > build/asan/test.rc; } 2>&1 | tee build/asan/test.log; \
+	  $(PYTHON) -m pytest -p no:cacheprovider; echo $$? > build/asan/test.rc; } 2>&1 | tee build/asan/test.log; \
 	if grep -E "runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer" build/asan/test.log; then \
 	  echo "sanitize: sanitizer reports above (full log: build/asan/test.log)"; exit 1; fi; \
 	test "$$(cat build/asan/test.rc)" = 0
@@ -71,7 +71,7 @@ build/vg_replay: tests/vg_replay.c
 	@mkdir -p build
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lsqlite3
 
-valgrind: deps check-python rnn.so build/vg_replay
+valgrind: check-python rnn.so build/vg_replay
 	@command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
 	@mkdir -p build/valgrind
 	$(PYTHON) tests/vg_record.py build/valgrind/replay.sql $(VG_TESTS)

@@ -425,8 +425,18 @@ def test_save_upserts():
         pass
     else:
         raise AssertionError("metadata with a BLOB accepted")
-    if have_torch():
-        import torch.nn as nn
-        sqlite_rnn.save(con, "room_temp", nn.GRU(1, 2), nn.Linear(2, 1), description="new")
-        assert con.execute("SELECT count(*), max(note) FROM rnn_models").fetchall() == [(1, "kept")]
-        assert one(con, "SELECT json_extract(rnn_info('room_temp'), '$.hidden_size')") == 2
+
+
+def test_save_upserts_a_module():
+    """save() of a torch module replaces the row's model and keeps its other columns."""
+    need_torch()
+    import torch.nn as nn
+    con = sqlite3.connect(":memory:")
+    sqlite_rnn.load(con)
+    sqlite_rnn.save(con, "room_temp", open(os.path.join(ROOT, "sql", "demo_model.safetensors"), "rb").read())
+    con.execute("ALTER TABLE rnn_models ADD COLUMN note TEXT")
+    con.execute("UPDATE rnn_models SET note = 'kept'")
+    con.commit()
+    sqlite_rnn.save(con, "room_temp", nn.GRU(1, 2), nn.Linear(2, 1), description="new")
+    assert con.execute("SELECT count(*), max(note) FROM rnn_models").fetchall() == [(1, "kept")]
+    assert one(con, "SELECT json_extract(rnn_info('room_temp'), '$.hidden_size')") == 2
