@@ -283,16 +283,8 @@ def _last_output_cases():
         yield "%s %d layers" % (kind.__name__, layers), case
 
 
-def _extension_knows_readout():
-    import torch.nn as nn
-    blob = sqlite_rnn.to_blob(nn.GRU(1, 2, bidirectional=True), readout="final_states")
-    return "readout" in json.loads(one(connect(), "SELECT rnn_info(?)", (blob,)))
-
-
 def test_bidirectional_final_states_against_torch():
     need("torch")
-    if not _extension_knows_readout():
-        raise Skip("the loaded extension has no readout field in rnn_info (readout=final_states not implemented)")
     return _final_states_cases()
 
 
@@ -306,19 +298,6 @@ def _final_states_cases():
             _labels_agree(net, blob, n_in, 150, i)
             sqlite_rnn.save(connect(), "m", net, readout="final_states", check_input=torch.randn(6, 9, n_in))
         yield "%s %d layers" % (kind.__name__, layers), case
-
-
-def test_final_states_refused_by_an_extension_without_it():
-    need("torch")
-    if _extension_knows_readout():
-        raise Skip("the loaded extension implements readout (checked by test_bidirectional_final_states_*)")
-    import torch.nn as nn
-    con = connect()
-    net = _bidi_net(nn.GRU, 1, 2, 3, 2, True, 0)
-    assert raises(ValueError, sqlite_rnn.save, con, "m", net, readout="final_states") == (
-        "save(): the model asks for readout='final_states', but the loaded extension computes 'last_output' for "
-        "it (rnn_info has no readout field); update the extension, nothing was written")
-    assert one(con, "SELECT count(*) FROM sqlite_schema WHERE name = 'rnn_models'") == 0
 
 
 def test_wrong_readout_caught_by_check_input():
