@@ -2,6 +2,7 @@
 ** util.c: error plumbing and output values (see util.h).
 */
 #include "util.h"
+#include "f32.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <stdint.h>
@@ -91,13 +92,6 @@ void rnn_result_output(sqlite3_context *ctx, const float *out, int n) {
 unsigned char *rnn_f32_blob(const float *v, int n) {
   unsigned char *b = sqlite3_malloc64((size_t)n * 4 + 1);
   if (!b) return NULL;
-  for (int i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &v[i], 4);
-    b[4 * i] = (unsigned char)u;
-    b[4 * i + 1] = (unsigned char)(u >> 8);
-    b[4 * i + 2] = (unsigned char)(u >> 16);
-    b[4 * i + 3] = (unsigned char)(u >> 24);
-  }
+  for (int i = 0; i < n; i++) rnn_f32_put(b + 4 * i, v[i]);
   return b;
 }
