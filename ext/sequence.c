@@ -18,8 +18,8 @@
 **  3. An empty sequence is an error; a NULL sequence gives NULL.
 **  4. Sequences hold at most RNN_MAX_SEQ_VALUES values, one limit and one
 **     message for every encoding. Memory stays within the limit whatever the
-**     input length: JSON is streamed (json.c rule 6) into float32 values and
-**     TEXT tokens are counted, not stored, past the limit.
+**     input length: JSON is streamed (json.c rule 6) into float32 values, and
+**     TEXT is split twice, to count its tokens and then to store them.
 **  5. Errors come in a fixed order whatever the encoding: the syntax of the
 **     whole value, then its kind, emptiness, the limit, then the first bad step.
 **  6. A BLOB that is float64 (numpy's default) is not float32: when a length or
@@ -275,25 +275,18 @@ static int read_json(rnn_err *err, const rnn_model *m, const char *z, int n, con
   return rc;
 }
 
-/* Rules 2 and 4: tokens past the limit are counted, not stored. */
+/* Rules 2 and 4: the tokens are counted before anything is allocated. */
 static int read_tokens(rnn_err *err, const rnn_model *m, const char *z, int n, const char *fn, rnn_seq *s) {
   const int V = m->n_vocab;
   rnn_tokens tk;
-  if (rnn_tokenize(m, z, n, RNN_MAX_SEQ_VALUES / V + 1, &tk) != SQLITE_OK) {
-    rnn_err_nomem(err);
-    return -1;
-  }
+  rnn_tokenize(m, z, n, NULL, &tk);
   if (tk.bad) {
     rnn_err_set(err, "%s(): '%.*s' at character %d of the text is not in the model's vocab", fn, tk.bad_len,
                 z + tk.bad_at, tk.bad_char);
-    sqlite3_free(tk.tok);
     return -1;
   }
-  if (alloc_seq(err, fn, s, tk.T, V, 0)) {
-    sqlite3_free(tk.tok);
-    return -1;
-  }
-  s->tokens = tk.tok;
+  if (alloc_seq(err, fn, s, tk.T, V, 1)) return -1;
+  rnn_tokenize(m, z, n, s->tokens, &tk);
   for (int64_t t = 0; t < tk.T; t++) s->xs[(size_t)t * V + (size_t)s->tokens[t]] = 1.0f;
   return 0;
 }

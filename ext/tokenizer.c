@@ -14,8 +14,8 @@
 **  3. Splitting costs O(text bytes x longest token) byte steps: the FNV-1a hash
 **     of every prefix at a position is built incrementally, and the hash table
 **     is probed only at token lengths that exist (was O(text x longest^2)).
-**  4. Memory is O(vocab bytes) for the tables and O(min(tokens, keep)) for the
-**     split: the caller bounds what is stored, and the count goes on.
+**  4. Memory is O(vocab bytes) for the tables; a split first counts its tokens
+**     (storing nothing), so the caller checks its limits before it allocates.
 */
 #include "tokenizer.h"
 #include "json.h"
@@ -64,8 +64,7 @@ static int longest_at(const rnn_model *m, const char *z, int n, int *len) {
   return best;
 }
 
-int rnn_tokenize(const rnn_model *m, const char *z, int n, int64_t keep, rnn_tokens *out) {
-  int64_t cap = 0;
+void rnn_tokenize(const rnn_model *m, const char *z, int n, int *tok, rnn_tokens *out) {
   int chars = 0;
   memset(out, 0, sizeof(*out));
   for (int i = 0; i < n;) {
@@ -78,30 +77,16 @@ int rnn_tokenize(const rnn_model *m, const char *z, int n, int64_t keep, rnn_tok
         out->bad_at = i;
         out->bad_len = cl;
         out->bad_char = chars + 1;
-        return SQLITE_OK;
+        return;
       }
       t = m->unknown;
       len = cl;
     }
-    if (out->T < keep) {
-      if (out->T == cap) {
-        cap = cap ? cap * 2 : 64;
-        if (cap > keep) cap = keep;
-        int *nt = sqlite3_realloc64(out->tok, (size_t)cap * sizeof(int));
-        if (!nt) {
-          sqlite3_free(out->tok);
-          memset(out, 0, sizeof(*out));
-          return SQLITE_NOMEM;
-        }
-        out->tok = nt;
-      }
-      out->tok[out->T] = t;
-    }
+    if (tok) tok[out->T] = t;
     out->T++;
     for (int k = 0; k < len; k++) chars += ((unsigned char)z[i + k] & 0xC0) != 0x80;
     i += len;
   }
-  return SQLITE_OK;
 }
 
 /* Rule 1 for one metadata array: strings (non-empty if nonempty), their count

@@ -15,15 +15,14 @@ int rnn_tokens_load(rnn_model *m, const char *vocab, const char *labels, const c
 /* The vocab index of the token z[0..n), or -1. */
 int rnn_model_token(const rnn_model *m, const char *z, int n);
 
-/* TEXT split into tokens. */
+/* The outcome of splitting TEXT into tokens. */
 typedef struct rnn_tokens {
-  int *tok;          /* [min(T, keep)] token indexes; sqlite3_malloc'd, caller frees */
-  int64_t T;         /* tokens in the whole text (counted past `keep`) */
+  int64_t T;         /* tokens in the text (up to the bad character) */
   int bad;           /* 1: the character at bad_at starts no token and there is no unknown_token */
   int bad_at, bad_len, bad_char; /* its byte offset, bytes, and 1-based character position */
 } rnn_tokens;
 
-/* Split z[0..n) longest match first, storing at most `keep` indexes. Returns
-** SQLITE_OK (check out->bad) or SQLITE_NOMEM. */
-int rnn_tokenize(const rnn_model *m, const char *z, int n, int64_t keep, rnn_tokens *out);
+/* Split z[0..n) longest match first (tokenizer.c rule 2). tok is NULL to count
+** only, else it has room for the count a first call gave. */
+void rnn_tokenize(const rnn_model *m, const char *z, int n, int *tok, rnn_tokens *out);
 #endif
