@@ -5,7 +5,7 @@
 **     (round to nearest, as the (float) cast does): 3.4028235e+38, what numpy
 **     and torch print for FLT_MAX, is finite; only values that round to
 **     infinity (|x| >= FLT_MAX + half an ulp) and NaN are out of range.
-**  2. float32 BLOBs are little-endian whatever the host, read and written
+**  2. float32 (and float64) BLOBs are little-endian whatever the host, read and written
 **     byte by byte (BLOBs have no alignment).
 **  3. Rings of buffered rows have a power-of-two capacity; slot i after head
 **     is (head + i) & (cap - 1).
@@ -37,6 +37,15 @@ static inline void rnn_f32_put(unsigned char *p, float f) {
   p[1] = (unsigned char)(u >> 8);
   p[2] = (unsigned char)(u >> 16);
   p[3] = (unsigned char)(u >> 24);
+}
+
+/* Rule 2 for float64 (F64 tensors; spotting float64 sequence BLOBs). */
+static inline double rnn_f64_get(const unsigned char *p) {
+  uint64_t u = 0;
+  double d;
+  for (int k = 7; k >= 0; k--) u = (u << 8) | p[k];
+  memcpy(&d, &u, 8);
+  return d;
 }
 
 /* Rule 3. */

@@ -242,10 +242,7 @@ static int element(const loader *L, const tensor *t, uint64_t i, float *out) {
       break;
     }
     default: {
-      uint64_t u = 0;
-      double d;
-      for (int k = 7; k >= 0; k--) u = (u << 8) | p[k];
-      memcpy(&d, &u, 8);
+      double d = rnn_f64_get(p);
       if (!rnn_f32_finite(d)) return 1;
       f = (float)d;
       break;

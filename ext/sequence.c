@@ -75,11 +75,7 @@ static int alloc_seq(rnn_err *err, const char *fn, rnn_seq *s, int64_t T, int I,
 static int finite_as_f64(const unsigned char *p, int n) {
   if (n % 8) return 0;
   for (int i = 0; i < n; i += 8) {
-    uint64_t u = 0;
-    double d;
-    for (int k = 7; k >= 0; k--) u = (u << 8) | p[i + k];
-    memcpy(&d, &u, 8);
-    if (!isfinite(d)) return 0;
+    if (!isfinite(rnn_f64_get(p + i))) return 0;
   }
   return 1;
 }
