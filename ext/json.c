@@ -132,6 +132,10 @@ static int rj_utf8_len(const unsigned char *z, size_t n) {
 static int rj_string(rj_parser *p) {
   int id = rj_new_node(p, RJ_STRING);
   if (id < 0) return -1;
+  if (!p->doc->pool) { /* made on the first string, sized to the input */
+    p->doc->pool = sqlite3_malloc64(p->n + 1);
+    if (!p->doc->pool) { p->oom = 1; return -1; }
+  }
   char *o = p->doc->pool + p->doc->pool_used;
   size_t k = 0;
   p->i++; /* opening quote */
@@ -351,8 +355,6 @@ int rj_parse(const char *z, size_t n, rj_doc *doc, char *err, size_t errlen) {
   p.doc = doc;
   p.err = err;
   p.errlen = errlen;
-  doc->pool = sqlite3_malloc64(n + 1);
-  if (!doc->pool) return 2;
   if (rj_value(&p, 0) < 0) goto fail;
   rj_ws(&p);
   if (p.i != p.n) {
@@ -413,10 +415,6 @@ static int rd_after(rj_reader *r, int ev) {
 static int rd_value(rj_reader *r) {
   rj_parser p;
   memset(&p, 0, sizeof(p));
-  if (!r->doc.pool) {
-    r->doc.pool = sqlite3_malloc64(r->n + 1);
-    if (!r->doc.pool) return RJ_EV_NOMEM;
-  }
   p.z = r->z;
   p.n = r->n;
   p.i = r->i;
