@@ -18,7 +18,9 @@
 **     order of the rows.
 **  3. Rows with a NULL key, a null element in a json_array key, or a NULL
 **     feature are skipped; no rows give NULL.
-**  4. Features follow features.c rule 1; at most RNN_MAX_SEQ_VALUES values.
+**  4. Features follow features.c rule 1; at most RNN_MAX_SEQ_VALUES values:
+**     rows past it are counted, not kept, and the error (the same message as
+**     every sequence's) gives the total.
 */
 #include "f32.h"
 #include "json.h"
@@ -52,6 +54,7 @@ typedef struct seq_agg {
   seq_row *rows;          /* [cap]; owned */
   float *vals;            /* [cap][nf]; owned */
   int64_t n, cap;
+  int64_t over;           /* rows past the limit: counted for the message, not kept */
   int nf;
 } seq_agg;
 
@@ -216,8 +219,8 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     return;
   }
   a->nf = argc - 1;
-  if ((a->n + 1) * a->nf > RNN_MAX_SEQ_VALUES) {
-    rnn_result_errorf(ctx, "rnn_sequence(): more than %d values", RNN_MAX_SEQ_VALUES);
+  if ((a->n + a->over + 1) * a->nf > RNN_MAX_SEQ_VALUES) {
+    a->over++; /* rule 4: reported by xFinal with the total */
     return;
   }
   if (grow(a)) {
@@ -238,6 +241,11 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 
 static void seqagg_final(sqlite3_context *ctx) {
   seq_agg *a = sqlite3_aggregate_context(ctx, 0);
+  if (a && a->over) {
+    rnn_result_errorf(ctx, "rnn_sequence(): sequence has %lld steps of %d values, more than the limit of %d values",
+                      (long long)(a->n + a->over), a->nf, RNN_MAX_SEQ_VALUES);
+    goto done;
+  }
   if (!a || a->n == 0) {
     sqlite3_result_null(ctx);
     goto done;

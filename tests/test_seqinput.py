@@ -138,6 +138,14 @@ def test_json_sequence_limit_is_the_documented_one():
         "rnn_eval(): sequence has 16777217 steps of 2 values, more than the limit of 33554432 values")
 
 
+def test_rnn_sequence_limit_message():
+    """rnn_sequence's limit is the sequence limit with the same message ('more than 33554432 values' before)."""
+    con = connect()
+    assert error_of(con, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 4194305) "
+                         "SELECT rnn_sequence(i, 1, 2, 3, 4, 5, 6, 7, 8) FROM c") == (
+        "rnn_sequence(): sequence has 4194305 steps of 8 values, more than the limit of 33554432 values")
+
+
 def test_json_errors_keep_their_order():
     """Streaming keeps the old order of errors: syntax anywhere first, then the kind, emptiness, the limit, then the
     first bad step; values inside a step are checked with the same grammar (duplicate keys too)."""
