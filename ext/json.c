@@ -59,7 +59,11 @@ static void rj_ws(rj_parser *p) {
 
 static int rj_new_node(rj_parser *p, rj_type t) {
   rj_doc *d = p->doc;
-  if (d->n_nodes >= RJ_MAX_NODES) return rj_fail(p, "more than " RJ_MAX_NODES_TEXT " values");
+  if (d->n_nodes >= RJ_MAX_NODES) {
+    char what[48];
+    snprintf(what, sizeof(what), "more than %d values", RJ_MAX_NODES);
+    return rj_fail(p, what);
+  }
   if (d->n_nodes == d->cap_nodes) {
     int cap = d->cap_nodes ? d->cap_nodes * 2 : 64;
     rj_node *nn = sqlite3_realloc64(d->nodes, (sqlite3_uint64)cap * sizeof(rj_node));

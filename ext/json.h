@@ -35,7 +35,6 @@ typedef struct rj_doc {
 
 #define RJ_MAX_DEPTH 16
 #define RJ_MAX_NODES (1 << 18)   /* values in one parsed document: 12 MiB of nodes */
-#define RJ_MAX_NODES_TEXT "262144"
 #define RJ_MAX_KEYS 8192
 
 /* Parse z[0..n). Returns 0 on success; on failure returns 1 and writes a
