@@ -33,22 +33,24 @@ SQLITE_EXTENSION_INIT3
 #define SQLITE_SUBTYPE 0x000100000
 #endif
 
-/* One key, or one element of a json_array key. */
+/* A row's key, or one element of a json_array key: 16 bytes, as there is one
+** per row (2^25 rows at the limit). */
 typedef struct seq_key {
-  int kind;               /* 0 number, 1 text */
-  int is_int;
-  sqlite3_int64 i;
-  double d;
-  const char *text;       /* kind 1: not NUL-terminated; owned by the row */
-  int text_len;
+  union {
+    sqlite3_int64 i;      /* NUM_KEY with is_int */
+    double d;             /* NUM_KEY otherwise */
+    char *text;           /* TEXT_KEY: not NUL-terminated */
+    struct seq_key *parts; /* ARRAY_KEY: [len] elements, their texts after them */
+  } v;
+  int len;                /* TEXT_KEY: bytes; ARRAY_KEY: elements */
+  unsigned char kind;     /* NUM_KEY, TEXT_KEY or ARRAY_KEY: the order of kinds */
+  unsigned char is_int;
 } seq_key;
 
-typedef struct seq_row {
-  seq_key key;            /* a scalar key (text in `own`) */
-  seq_key *parts;         /* a json_array key: [n_parts], texts after them in `own`; else NULL */
-  int n_parts;
-  void *own;              /* sqlite3_malloc'd: the key's text, or parts and their texts */
-} seq_row;
+enum { NUM_KEY, TEXT_KEY, ARRAY_KEY };
+
+/* A row's key owns v.text or v.parts (one sqlite3_malloc block). */
+typedef seq_key seq_row;
 
 typedef struct seq_agg {
   seq_row *rows;          /* [cap]; owned */
@@ -58,28 +60,24 @@ typedef struct seq_agg {
   int nf;
 } seq_agg;
 
+/* Rule 2: numbers, then text, then json_array keys (element by element). */
 static int cmp_key(const seq_key *a, const seq_key *b) {
   if (a->kind != b->kind) return a->kind - b->kind;
-  if (a->kind == 1) {
-    int n = a->text_len < b->text_len ? a->text_len : b->text_len;
-    int c = memcmp(a->text, b->text, (size_t)n);
-    return c ? c : (a->text_len > b->text_len) - (a->text_len < b->text_len);
+  if (a->kind == ARRAY_KEY) {
+    for (int i = 0; i < a->len && i < b->len; i++) {
+      int c = cmp_key(&a->v.parts[i], &b->v.parts[i]);
+      if (c) return c;
+    }
+    return (a->len > b->len) - (a->len < b->len);
   }
-  if (a->is_int && b->is_int) return (a->i > b->i) - (a->i < b->i);
-  double x = a->is_int ? (double)a->i : a->d, y = b->is_int ? (double)b->i : b->d;
+  if (a->kind == TEXT_KEY) {
+    int n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->v.text, b->v.text, (size_t)n);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+  }
+  if (a->is_int && b->is_int) return (a->v.i > b->v.i) - (a->v.i < b->v.i);
+  double x = a->is_int ? (double)a->v.i : a->v.d, y = b->is_int ? (double)b->v.i : b->v.d;
   return (x > y) - (x < y);
-}
-
-/* Rule 2: numbers, then text, then json_array keys. */
-static int cmp_row(const seq_row *a, const seq_row *b) {
-  int ka = a->parts ? 2 : a->key.kind, kb = b->parts ? 2 : b->key.kind;
-  if (ka != kb) return ka - kb;
-  if (ka < 2) return cmp_key(&a->key, &b->key);
-  for (int i = 0; i < a->n_parts && i < b->n_parts; i++) {
-    int c = cmp_key(&a->parts[i], &b->parts[i]);
-    if (c) return c;
-  }
-  return (a->n_parts > b->n_parts) - (a->n_parts < b->n_parts);
 }
 
 /* qsort has no context pointer, so each item carries what the tie-break needs. */
@@ -91,7 +89,7 @@ typedef struct sort_item {
 
 static int cmp_item(const void *pa, const void *pb) {
   const sort_item *a = pa, *b = pb;
-  int c = cmp_row(a->row, b->row);
+  int c = cmp_key(a->row, b->row);
   for (int k = 0; !c && k < a->nf; k++) c = (a->vals[k] > b->vals[k]) - (a->vals[k] < b->vals[k]);
   return c;
 }
@@ -126,29 +124,29 @@ static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
     }
   }
   if (rc == 1) {
-    r->own = sqlite3_malloc64(bytes + 1);
-    if (!r->own) {
+    r->v.parts = sqlite3_malloc64(bytes + 1);
+    if (!r->v.parts) {
       rnn_err_nomem(err);
       rc = -1;
     }
   }
   if (rc == 1) {
-    r->parts = r->own;
-    char *text = (char *)(r->parts + nd[0].n);
+    r->kind = ARRAY_KEY;
+    char *text = (char *)(r->v.parts + nd[0].n);
     for (int e = nd[0].child; e >= 0; e = nd[e].next) {
-      seq_key *p = &r->parts[r->n_parts++];
+      seq_key *p = &r->v.parts[r->len++];
       memset(p, 0, sizeof(*p));
       if (nd[e].type == RJ_STRING) {
         memcpy(text, nd[e].str, (size_t)nd[e].n);
-        p->kind = 1;
-        p->text = text;
-        p->text_len = nd[e].n;
+        p->kind = TEXT_KEY;
+        p->v.text = text;
+        p->len = nd[e].n;
         text += nd[e].n;
       } else if (nd[e].is_uint) {
         p->is_int = 1;
-        p->i = (sqlite3_int64)nd[e].u;
+        p->v.i = (sqlite3_int64)nd[e].u;
       } else {
-        p->d = nd[e].num;
+        p->v.d = nd[e].num;
       }
     }
   }
@@ -168,20 +166,19 @@ static int read_key(rnn_err *err, sqlite3_value *v, seq_row *r) {
       return -1;
     }
     if (sqlite3_value_subtype(v) == RNN_SUBTYPE_JSON && n > 0 && z[0] == '[') return array_key(err, z, n, r);
-    r->own = sqlite3_malloc64((size_t)n + 1);
-    if (!r->own) {
+    r->v.text = sqlite3_malloc64((size_t)n + 1);
+    if (!r->v.text) {
       rnn_err_nomem(err);
       return -1;
     }
-    memcpy(r->own, z, (size_t)n);
-    r->key.text = r->own;
-    r->key.text_len = n;
-    r->key.kind = 1;
+    memcpy(r->v.text, z, (size_t)n);
+    r->len = n;
+    r->kind = TEXT_KEY;
   } else if (t == SQLITE_INTEGER) {
-    r->key.is_int = 1;
-    r->key.i = sqlite3_value_int64(v);
+    r->is_int = 1;
+    r->v.i = sqlite3_value_int64(v);
   } else {
-    r->key.d = sqlite3_value_double(v);
+    r->v.d = sqlite3_value_double(v);
   }
   return 1;
 }
@@ -272,7 +269,10 @@ static void seqagg_final(sqlite3_context *ctx) {
   sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
 done:
   if (a) {
-    for (int64_t i = 0; i < a->n; i++) sqlite3_free(a->rows[i].own);
+    for (int64_t i = 0; i < a->n; i++) {
+      if (a->rows[i].kind == TEXT_KEY) sqlite3_free(a->rows[i].v.text);
+      if (a->rows[i].kind == ARRAY_KEY) sqlite3_free(a->rows[i].v.parts);
+    }
     sqlite3_free(a->rows);
     sqlite3_free(a->vals);
     memset(a, 0, sizeof(*a));
