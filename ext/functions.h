@@ -20,7 +20,7 @@ void rnn_hidden_final(sqlite3_context *ctx);
 void rnn_eval_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_classify_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
-/* sequence.c: rnn_sequence, a plain aggregate. */
+/* seqagg.c: rnn_sequence, a plain aggregate. */
 void rnn_sequence_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_sequence_final(sqlite3_context *ctx);
 

@@ -37,8 +37,10 @@
 ** the kernel choice, the tokenizer tables, output_names, and rnn_info's text.
 */
 #include "model.h"
+#include "f32.h"
 #include "json.h"
 #include "util.h"
+#include "tokenizer.h"
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 #include <assert.h>
@@ -263,11 +265,9 @@ static int element(const loader *L, const tensor *t, uint64_t i, float *out) {
   const unsigned char *p = L->data + t->begin + i * (uint64_t)dt_size[t->dtype];
   float f;
   switch (t->dtype) {
-    case DT_F32: {
-      uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-      memcpy(&f, &u, 4);
+    case DT_F32:
+      f = rnn_f32_get(p);
       break;
-    }
     case DT_BF16: {
       uint32_t u = ((uint32_t)p[0] | (uint32_t)p[1] << 8) << 16;
       memcpy(&f, &u, 4);
@@ -282,11 +282,8 @@ static int element(const loader *L, const tensor *t, uint64_t i, float *out) {
       break;
     }
     default: {
-      uint64_t u = 0;
-      double d;
-      for (int k = 7; k >= 0; k--) u = (u << 8) | p[k];
-      memcpy(&d, &u, 8);
-      if (!(fabs(d) <= 3.4028234663852886e38)) return 1;
+      double d = rnn_f64_get(p);
+      if (!rnn_f32_finite(d)) return 1;
       f = (float)d;
       break;
     }
@@ -371,7 +368,7 @@ static int parse_vec(loader *L, const char *key, int n, int positive, float *dst
   int ok = rc == 0 && d.nodes[0].type == RJ_ARRAY && d.nodes[0].n == n;
   for (int i = d.nodes && ok ? d.nodes[0].child : -1, j = 0; i >= 0; i = d.nodes[i].next, j++) {
     double x = d.nodes[i].num;
-    if (d.nodes[i].type != RJ_NUMBER || !(fabs(x) <= 3.4028234663852886e38) || (positive && !(x > 0))) {
+    if (d.nodes[i].type != RJ_NUMBER || !rnn_f32_finite(x) || (positive && !(x > 0))) {
       ok = 0;
       break;
     }
@@ -471,7 +468,6 @@ static int find_head(loader *L, plan *p) {
   return 0;
 }
 
-static int parse_tokens(loader *L, rnn_model *m);
 
 /* Rules 3 and 4, the tutorial cell: sizes from i2h.weight [H, I + H]. */
 static int seed_sizes(loader *L, const plan *P, rnn_net *net, int64_t *I, int64_t *H) {
@@ -940,7 +936,11 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
   if (check_tensors(&L, &P, m)) goto fail;
   if (build_arena(&L, &P, m)) goto fail;
   m->net.k = rnn_kernels_pick();
-  if (parse_tokens(&L, m)) goto fail;
+  {
+    int rc = rnn_tokens_load(m, meta(&L, "vocab"), meta(&L, "labels"), meta(&L, "unknown_token"), &L.err);
+    if (rc == SQLITE_NOMEM) L.nomem = 1;
+    if (rc != SQLITE_OK) goto fail;
+  }
   if (parse_output_names(&L, m)) goto fail;
   {
     rnn_load_facts f;
@@ -971,6 +971,7 @@ fail:
   *err = L.err;
   return SQLITE_ERROR;
 }
+
 void rnn_model_free(rnn_model *m) {
   if (!m) return;
   sqlite3_free(m->arena_raw);
@@ -980,112 +981,4 @@ void rnn_model_free(rnn_model *m) {
   sqlite3_free(m->output_names);
   sqlite3_free(m->names_text);
   sqlite3_free(m);
-}
-
-static uint32_t token_hash(const char *z, int n) {
-  uint32_t h = 2166136261u;
-  for (int i = 0; i < n; i++) h = (h ^ (unsigned char)z[i]) * 16777619u;
-  return h;
-}
-
-int rnn_model_token(const rnn_model *m, const char *z, int n) {
-  if (!m->n_vocab || n <= 0 || n > m->max_token) return -1;
-  for (uint32_t i = token_hash(z, n) & (uint32_t)(m->hash_size - 1);; i = (i + 1) & (uint32_t)(m->hash_size - 1)) {
-    int t = m->vocab_hash[i];
-    if (t < 0) return -1;
-    if (m->vocab_len[t] == n && memcmp(m->vocab[t], z, (size_t)n) == 0) return t;
-  }
-}
-
-/* Rule 6: vocab, unknown_token and labels, into one block. */
-static int parse_tokens(loader *L, rnn_model *m) {
-  const char *vz = meta(L, "vocab"), *lz = meta(L, "labels"), *uz = meta(L, "unknown_token");
-  rj_doc dv, dl;
-  char jerr[128];
-  int rc = 0, nv = 0, nl = 0;
-  size_t bytes = 0;
-  memset(&dv, 0, sizeof(dv));
-  memset(&dl, 0, sizeof(dl));
-  if (vz) {
-    int r = rj_parse(vz, strlen(vz), &dv, jerr, sizeof(jerr));
-    if (r == 2) { L->nomem = 1; return -1; }
-    int ok = r == 0 && dv.nodes[0].type == RJ_ARRAY && dv.nodes[0].n > 0;
-    for (int i = ok ? dv.nodes[0].child : -1; i >= 0; i = dv.nodes[i].next) {
-      if (dv.nodes[i].type != RJ_STRING || dv.nodes[i].n == 0) ok = 0;
-      else bytes += (size_t)dv.nodes[i].n + 1;
-    }
-    if (!ok) {
-      rc = fail(L, "__metadata__ vocab must be a JSON array of distinct non-empty strings");
-      goto done;
-    }
-    nv = dv.nodes[0].n;
-    if (nv != m->net.n_in) {
-      rc = fail(L, "__metadata__ vocab has %d tokens but the model takes %d inputs", nv, m->net.n_in);
-      goto done;
-    }
-  } else if (uz) {
-    rc = fail(L, "__metadata__ unknown_token needs a vocab");
-    goto done;
-  }
-  if (lz) {
-    int r = rj_parse(lz, strlen(lz), &dl, jerr, sizeof(jerr));
-    if (r == 2) { L->nomem = 1; rc = -1; goto done; }
-    int ok = r == 0 && dl.nodes[0].type == RJ_ARRAY;
-    for (int i = ok ? dl.nodes[0].child : -1; i >= 0; i = dl.nodes[i].next) {
-      if (dl.nodes[i].type != RJ_STRING) ok = 0;
-      else bytes += (size_t)dl.nodes[i].n + 1;
-    }
-    if (!ok) {
-      rc = fail(L, "__metadata__ labels must be a JSON array of strings");
-      goto done;
-    }
-    nl = dl.nodes[0].n;
-    if (nl != m->net.n_out) {
-      rc = fail(L, "__metadata__ labels has %d names but the model has %d outputs", nl, m->net.n_out);
-      goto done;
-    }
-  }
-  if (!nv && !nl) goto done;
-  int hs = 1;
-  while (hs < 2 * nv) hs *= 2;
-  m->tok_block = sqlite3_malloc64(sizeof(char *) * (size_t)(nv + nl) + sizeof(int) * (size_t)(nv + hs) + bytes);
-  if (!m->tok_block) { L->nomem = 1; rc = -1; goto done; }
-  m->vocab = (char **)m->tok_block;
-  m->labels = m->vocab + nv;
-  m->vocab_len = (int *)(m->labels + nl);
-  m->vocab_hash = m->vocab_len + nv;
-  char *sp = (char *)(m->vocab_hash + hs);
-  m->hash_size = hs;
-  m->unknown = -1;
-  for (int i = 0; i < hs; i++) m->vocab_hash[i] = -1;
-  for (int i = nv ? dv.nodes[0].child : -1; i >= 0; i = dv.nodes[i].next) {
-    const char *tok = dv.nodes[i].str;
-    int len = dv.nodes[i].n;
-    if (rnn_model_token(m, tok, len) >= 0) {
-      rc = fail(L, "__metadata__ vocab has the token '%s' twice", tok);
-      goto done;
-    }
-    int t = m->n_vocab++;
-    memcpy(sp, tok, (size_t)len + 1);
-    m->vocab[t] = sp;
-    m->vocab_len[t] = len;
-    sp += len + 1;
-    if (len > m->max_token) m->max_token = len;
-    uint32_t h = token_hash(tok, len) & (uint32_t)(hs - 1);
-    while (m->vocab_hash[h] >= 0) h = (h + 1) & (uint32_t)(hs - 1);
-    m->vocab_hash[h] = t;
-  }
-  for (int i = nl ? dl.nodes[0].child : -1; i >= 0; i = dl.nodes[i].next) {
-    memcpy(sp, dl.nodes[i].str, (size_t)dl.nodes[i].n + 1);
-    m->labels[m->n_labels++] = sp;
-    sp += dl.nodes[i].n + 1;
-  }
-  if (uz) {
-    m->unknown = rnn_model_token(m, uz, (int)strlen(uz));
-    if (m->unknown < 0) rc = fail(L, "__metadata__ unknown_token '%s' is not in vocab", uz);
-  }
-done:
-  rj_free(&dv);
-  rj_free(&dl);
-  return rc;
 }

@@ -23,13 +23,15 @@ typedef struct rnn_model {
   char *info;             /* rnn_info() JSON text; owned (sqlite3_malloc) */
   int64_t n_params;       /* parameters as stored (before padding) */
   /* metadata `vocab` (TEXT input is split into these tokens and one-hot encoded),
-  ** `unknown_token` and `labels`; all arrays live in tok_block */
+  ** `unknown_token` and `labels`: filled by tokenizer.c, all in tok_block */
   int n_vocab;            /* 0: the model has no vocab */
   char **vocab;           /* [n_vocab] NUL-terminated UTF-8 */
   int *vocab_len;         /* [n_vocab] bytes */
+  uint32_t *vocab_fnv;    /* [n_vocab] FNV-1a hash of each token */
   int *vocab_hash;        /* [hash_size] token index or -1, open addressing */
   int hash_size;          /* a power of two >= 2 * n_vocab */
   int max_token;          /* longest token, bytes */
+  unsigned char *has_len; /* [max_token + 1] 1 where some token has that many bytes */
   int unknown;            /* index of unknown_token, -1 if none */
   int n_labels;           /* 0: no labels */
   char **labels;          /* [n_labels] */
@@ -73,7 +75,4 @@ char *rnn_info_json(const rnn_model *m, const rnn_load_facts *f);
 /* Append z as a JSON string literal. */
 struct sqlite3_str;
 void rnn_json_string(struct sqlite3_str *s, const char *z);
-
-/* The vocab index of the token z[0..n), or -1. */
-int rnn_model_token(const rnn_model *m, const char *z, int n);
 #endif

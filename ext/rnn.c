@@ -8,10 +8,12 @@
 **   SELECT rnn_info('sensor');                  -- JSON: cell, sizes, metadata
 **   SELECT rnn_cache_stats();                   -- JSON: cache counters
 **
-** Files: json.c (header JSON), model.c (safetensors -> model), cells.c and
-** kern_*.c (the maths), registry.c (lookup and cache), window.c (rnn_predict,
-** rnn_hidden), sequence.c (sequence values, rnn_sequence), eval.c (rnn_eval,
-** rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c (messages, outputs);
+** Files: json.c (JSON), model.c (safetensors -> model), info.c (rnn_info's
+** JSON), tokenizer.c (vocab and labels), cells.c and kern_*.c (the maths),
+** registry.c (lookup and cache), sequence.c (sequence values), features.c (one
+** row's features), seqagg.c (rnn_sequence), window.c (rnn_predict, rnn_hidden),
+** eval.c (rnn_eval, rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c
+** (messages, outputs);
 ** functions.h declares the callbacks those files export for the table below.
 **
 ** Rules kept:
@@ -108,8 +110,10 @@ static const rnn_sql_def rnn_sql[] = {
   {"rnn_classify", 2, BY_NAME, rnn_classify_func, NULL, NULL, NULL, NULL, NULL},
   /* a pure function of its arguments: DETERMINISTIC and INNOCUOUS (usable in views
   ** under trusted_schema=OFF). A plain aggregate: a window version would add
-  ** nothing that a frame of rnn_predict does not give. */
-  {"rnn_sequence", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS | SQLITE_RESULT_SUBTYPE, NULL,
+  ** nothing that a frame of rnn_predict does not give. SQLITE_SUBTYPE: it reads
+  ** the JSON subtype of its ordering key (seqagg.c rule 2). */
+  {"rnn_sequence", -1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS | SQLITE_SUBTYPE | SQLITE_RESULT_SUBTYPE,
+   NULL,
    rnn_sequence_step, rnn_sequence_final, NULL, NULL, NULL},
   /* eponymous tables; BY_NAME, so xConnect does not declare SQLITE_VTAB_INNOCUOUS */
   {"rnn_steps", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_tvf_module},

@@ -14,6 +14,7 @@
 **     inside another one reads the same.
 */
 #include "util.h"
+#include "f32.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <stdio.h>
@@ -285,13 +286,6 @@ void rnn_result_output_named(sqlite3_context *ctx, const float *out, int n, char
 unsigned char *rnn_f32_blob(const float *v, int n) {
   unsigned char *b = sqlite3_malloc64((size_t)n * 4 + 1);
   if (!b) return NULL;
-  for (int i = 0; i < n; i++) {
-    uint32_t u;
-    memcpy(&u, &v[i], 4);
-    b[4 * i] = (unsigned char)u;
-    b[4 * i + 1] = (unsigned char)(u >> 8);
-    b[4 * i + 2] = (unsigned char)(u >> 16);
-    b[4 * i + 3] = (unsigned char)(u >> 24);
-  }
+  for (int i = 0; i < n; i++) rnn_f32_put(b + 4 * i, v[i]);
   return b;
 }

@@ -31,6 +31,7 @@
 **     longer than that drops it and keeps going in O(1) memory; a sliding frame
 **     longer than that is an error.
 */
+#include "f32.h"
 #include "sequence.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
@@ -121,14 +122,14 @@ static int fifo_push(win *w) {
     if (!nf) return -1;
     /* unroll the ring so it starts at 0 */
     for (int64_t i = 0; i < w->count; i++) {
-      memcpy(nf + i * I, w->fifo + ((w->head + i) & (w->cap - 1)) * I, sizeof(float) * (size_t)I);
+      memcpy(nf + i * I, w->fifo + rnn_ring_at(w->head, i, w->cap) * I, sizeof(float) * (size_t)I);
     }
     sqlite3_free(w->fifo);
     w->fifo = nf;
     w->cap = ncap;
     w->head = 0;
   }
-  memcpy(w->fifo + ((w->head + w->count) & (w->cap - 1)) * I, w->row, sizeof(float) * (size_t)I);
+  memcpy(w->fifo + rnn_ring_at(w->head, w->count, w->cap) * I, w->row, sizeof(float) * (size_t)I);
   w->count++;
   return 0;
 }
@@ -190,7 +191,7 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     return;
   }
   if (w->count == 0) return;
-  w->head = (w->head + 1) & (w->cap - 1);
+  w->head = rnn_ring_at(w->head, 1, w->cap);
   w->count--;
   w->rows--;
   w->sliding = 1;
@@ -204,7 +205,7 @@ static int win_compute(win *w) {
     const int I = w->net->n_in;
     rnn_state_reset(w->net, &w->st);
     for (int64_t i = 0; i < w->count; i++) {
-      rnn_step(w->net, &w->st, w->fifo + ((w->head + i) & (w->cap - 1)) * I);
+      rnn_step(w->net, &w->st, w->fifo + rnn_ring_at(w->head, i, w->cap) * I);
     }
     w->st_ok = 1;
   }

@@ -185,7 +185,8 @@ SEQ_ERRORS = [
     ("rnn_eval(:m3, '[[1,2,3],[1,2]]')", "rnn_eval(): sequence step 1 has 2 features, the model expects 3"),
     ("rnn_eval(:m3, '[[1,2,null]]')", "rnn_eval(): sequence step 0 feature 3 is null, expected a finite number"),
     ("rnn_eval(:m3, x'000000000000803f')",
-     "rnn_eval(): sequence BLOB has 8 bytes, not a multiple of 12 (3 float32 features per step)"),
+     "rnn_eval(): sequence BLOB has 8 bytes, not a multiple of 12 (3 float32 features per step); float64 values "
+     "(numpy's default) take 8 bytes each: pass float32, e.g. sqlite_rnn.sequence(x) or x.astype('<f4').tobytes()"),
     ("rnn_eval(:m1, x'0000807f')", "rnn_eval(): sequence step 0 feature 1 is not finite"),
     ("rnn_eval(:m1, 5)", "rnn_eval(): sequence is INTEGER: pass a JSON array, a float32 BLOB or, for a model with "
                          "a vocab, TEXT"),
