@@ -79,15 +79,18 @@ KERN_INLINE vf vtanh(vf v) {
 ** k ascending. nr x nv accumulators stay in registers (nr, nv are constants
 ** after inlining, the loops unrolled); each weight vector is read once for
 ** all nr rows, which is what a batched product gains. */
+#define TILE_ROWS 4 /* most rows per tile: TILE_ROWS x nv accumulators fit the registers */
+#define TILE_NV (KERN_NV_BIG > RNN_LANES / KERN_W ? KERN_NV_BIG : RNN_LANES / KERN_W)
+
 KERN_INLINE void tile(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, const int nr,
                       const int nv) {
-  vf acc[4][KERN_NV_BIG > 16 ? KERN_NV_BIG : 16];
+  vf acc[TILE_ROWS][TILE_NV];
   KERN_UNROLL for (int r = 0; r < nr; r++) {
     KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(y + (size_t)r * ldy + v * KERN_W);
   }
   for (int k = 0; k < n; k++) {
     const float *wk = w + (size_t)k * (size_t)ld;
-    vf xk[4];
+    vf xk[TILE_ROWS];
     KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(x[(size_t)r * ldx + k]);
     KERN_UNROLL for (int v = 0; v < nv; v++) {
       vf wv = VLOAD(wk + v * KERN_W);
@@ -109,14 +112,14 @@ static void gemv_t(float *restrict y, const float *restrict w, int ld, const flo
 }
 
 /* The same product for `rows` inputs at once (x rows ldx apart, y rows ldy
-** apart): blocks of 4 rows share each weight load; row r's outputs are the
+** apart): blocks of TILE_ROWS rows share each weight load; row r's outputs are the
 ** bits gemv_t gives for x row r alone. */
 static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, const float *restrict x, int ldx, int n,
                    int m, int rows) {
   int r = 0;
-  for (; r + 4 <= rows; r += 4) {
+  for (; r + TILE_ROWS <= rows; r += TILE_ROWS) {
     for (int j = 0; j < m; j += RNN_LANES) {
-      tile(y + (size_t)r * ldy + j, ldy, w + j, ld, x + (size_t)r * ldx, ldx, n, 4, RNN_LANES / KERN_W);
+      tile(y + (size_t)r * ldy + j, ldy, w + j, ld, x + (size_t)r * ldx, ldx, n, TILE_ROWS, RNN_LANES / KERN_W);
     }
   }
   for (; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
