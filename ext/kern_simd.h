@@ -19,6 +19,8 @@
 **  3. KERN_NV_BIG, KERN_NV_MID: vectors per tile of the matrix products, chosen
 **     per set for its register count; they change speed, never bits (each
 **     output sums its terms in the same order whatever the tile).
+** A new set (e.g. NEON) is one more block here, a kern_<set>.c of a few lines,
+** its flags in the Makefile and its cpu check in cells.c.
 */
 #ifndef RNN_KERN_SIMD_H
 #define RNN_KERN_SIMD_H
