@@ -53,6 +53,11 @@ void rnn_state_reset(const rnn_net *n, rnn_state *st) {
   st->steps = 0;
 }
 
+/* PyTorch's relu (clamp_min(v, 0)): a NaN passes, and so does -0. */
+static void relu(const float *v, float *out, int n) {
+  for (int j = 0; j < n; j++) out[j] = v[j] < 0.0f ? 0.0f : v[j];
+}
+
 static void standardise(const rnn_net *n, const float *x, float *out) {
   for (int i = 0; i < n->n_in; i++) {
     float v = x[i];
@@ -75,9 +80,7 @@ static void seed_step(const rnn_net *n, rnn_state *st, const float *x) {
   switch (n->hidden_act) {
     case ACT_TANH: n->k->tanh(st->gi, H); break;
     case ACT_SIGMOID: n->k->sigmoid(st->gi, H); break;
-    case ACT_RELU:
-      for (int j = 0; j < H; j++) st->gi[j] = st->gi[j] > 0.0f ? st->gi[j] : 0.0f;
-      break;
+    case ACT_RELU: relu(st->gi, st->gi, H); break;
     default: break;
   }
   memcpy(st->h, st->gi, sizeof(float) * (size_t)H);
@@ -107,9 +110,7 @@ static void cell_step(const rnn_net *n, const rnn_dir *d, const float *in, int i
       n->k->tanh(gi, H);
       memcpy(h, gi, sizeof(float) * (size_t)H);
       break;
-    case CELL_RNN_RELU:
-      for (int j = 0; j < H; j++) h[j] = gi[j] > 0.0f ? gi[j] : 0.0f;
-      break;
+    case CELL_RNN_RELU: relu(gi, h, H); break;
     case CELL_LSTM:
       if (d->whr) {
         n->k->lstm(gi, c, gh, H);

@@ -101,12 +101,16 @@ void rnn_forward(const rnn_net *net, const float *xs, int64_t T, float *outs, fl
 /* The last layer's hidden state (hout floats). */
 const float *rnn_last_hidden(const rnn_net *net, const rnn_state *st);
 
-/* CPU paths. Every path computes bit-identical results: same operations, same
-** order, FMA exactly where the source says fmaf (see kern_body.h). */
+/* CPU paths, each kern_body.h compiled for one instruction set. Every path
+** computes bit-identical results, NaN and infinities included: same operations,
+** same order, FMA exactly where kern_body.h says VFMA. */
 typedef struct rnn_kernels {
   const char *name;
   /* y[0..m) += sum_k w[k*ld + j] * x[k], k ascending; m a multiple of RNN_LANES */
   void (*gemv_t)(float *y, const float *w, int ld, const float *x, int n, int m);
+  /* gemv_t for `rows` inputs at once: row r of y (at y + r*ldy) gets exactly
+  ** the bits gemv_t gives for x row r (at x + r*ldx); for batched sequences */
+  void (*gemm_t)(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, int m, int rows);
   void (*sigmoid)(float *y, int n);
   void (*tanh)(float *y, int n);
   /* LSTM pointwise step: g[4H] gate pre-activations (i, f, g, o); c[H] updated;

@@ -95,7 +95,8 @@ static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const rnn_model *m = e->model;
   int best = 0;
   for (int i = 1; i < m->net.n_out; i++) {
-    if (out[i] > out[best]) best = i;
+    /* torch.argmax: the first NaN counts as the largest */
+    if (out[i] > out[best] || (out[i] != out[i] && out[best] == out[best])) best = i;
   }
   if (m->n_labels) sqlite3_result_text(ctx, m->labels[best], -1, SQLITE_TRANSIENT);
   else sqlite3_result_int(ctx, best);

@@ -21,7 +21,10 @@ REL_CLANG ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS  = fuzz_model fuzz_sql fuzz_registry
 
-SAN_FLAGS   = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# float-cast-overflow is not part of `undefined`: it catches a NaN or an out-of-range
+# float converted to an integer (undefined behaviour), e.g. a NaN reaching exp's 2^n.
+SAN_FLAGS   = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow \
+              -fno-omit-frame-pointer
 REL_LIBS = -lsqlite3 $(LDLIBS)
 
 # $(call rel_variant,DIR,COMPILER-VAR,FLAGS-VAR): rules for DIR/*.o from ext/*.c.
@@ -101,7 +104,8 @@ threadtest: build/threadtest
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build/threadtest build/threads.db
 
 # ---- fuzz: libFuzzer targets (clang-14) -------------------------------------
-FUZZ_FLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+FUZZ_FLAGS = -fsanitize=fuzzer-no-link,address,undefined,float-cast-overflow \
+             -fno-sanitize-recover=undefined,float-cast-overflow \
              -fno-omit-frame-pointer -DSQLITE_CORE -Wno-error
 $(eval $(call rel_variant,build/fuzz,REL_CLANG,FUZZ_FLAGS))
 
