@@ -1,5 +1,5 @@
-# sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test.
-# Targets: all (rnn.so), demo, test, bench, clean, deps (installs Debian packages),
+# sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test (but node-test).
+# Targets: all (rnn.so), demo, test, bench, clean, deps (installs Debian packages; nothing else does),
 # static, install, uninstall, node-test (tests/ecosystem.mk),
 # sanitize, valgrind, fuzz, oomtest, threadtest (tests/reliability.mk).
 
@@ -11,7 +11,7 @@ WARN    = -Wall -Wextra -Werror -Wno-unused-parameter
 BASE    = -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -ffp-contract=off $(WARN)
 LDLIBS  = -lm
 
-SRC     = ext/rnn.c ext/util.c ext/json.c ext/model.c ext/cells.c ext/registry.c ext/sequence.c ext/window.c ext/eval.c ext/tvf.c ext/poll.c ext/kern_scalar.c
+SRC     = ext/rnn.c ext/util.c ext/json.c ext/model.c ext/info.c ext/tokenizer.c ext/cells.c ext/registry.c ext/sequence.c ext/features.c ext/seqagg.c ext/window.c ext/eval.c ext/tvf.c ext/poll.c ext/kern_scalar.c
 SIMD    = ext/kern_avx2.c ext/kern_avx512.c
 HDR     = $(wildcard ext/*.h)
 ARCH   := $(shell uname -m)
@@ -50,42 +50,64 @@ KERN_OBJ = build/cells.o build/kern_scalar.o build/kern_avx2.o build/kern_avx512
 build/test_kernels: tests/test_kernels.c $(KERN_OBJ) $(HDR)
 	$(CC) $(BASE) $(CFLAGS) tests/test_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
 
-# Debian packages: the compiler and headers to build, the shell and gnuplot for
-# the demo, python3 for the tests. python3-torch is optional: without it the PyTorch
-# checks run against committed fixtures and the live ones are skipped.
-DEPS = gcc libc6-dev libsqlite3-dev sqlite3 python3 gnuplot-nox
+# Debian packages. `make deps` installs them (as root: apt-get update, then apt-get install; otherwise it prints
+# the command). Every other target only checks and stops naming what is missing: no target but deps runs apt-get.
+# DEMO_DEPS builds rnn.so and runs the demo; TEST_DEPS adds what `make test` needs. Optional, not installed here:
+# python3-torch (live PyTorch checks; committed fixtures cover its absence), nodejs and npm (make node-test).
+DEMO_DEPS = gcc libc6-dev make libsqlite3-dev sqlite3 gnuplot-nox
+TEST_DEPS = $(DEMO_DEPS) python3 python3-pytest
+
+# $(call missing,PACKAGES): shell code that sets $missing to those of PACKAGES dpkg does not list as installed.
+missing = missing=""; for p in $(1); do \
+	  [ "$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null)" = "ii " ] || missing="$$missing $$p"; done
+
+# $(call check,PACKAGES): fail naming the missing ones and how to install them (not checked without dpkg).
+check = @if ! command -v dpkg-query >/dev/null; then echo "no dpkg-query (not Debian): not checking for:" \
+	  "$(1)"; else $(call missing,$(1)); if [ -n "$$missing" ]; then \
+	  echo "missing Debian packages:$$missing"; \
+	  echo "install them with: make deps (as root), or: sudo apt-get update && sudo apt-get install$$missing"; \
+	  exit 1; fi; fi
+
 deps:
-	@missing=""; for p in $(DEPS) $(EXTRA_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else echo "missing Debian packages:$$missing"; echo "run: sudo apt-get install$$missing"; exit 1; fi; \
-	fi
-	@dpkg -s python3-torch >/dev/null 2>&1 || echo "note: python3-torch is not installed, so live PyTorch" \
-	  "checks are skipped (committed fixtures still run); apt-get install python3-torch to run them" 
+	@$(call missing,$(TEST_DEPS)); \
+	if [ -z "$$missing" ]; then echo "all Debian packages installed: $(TEST_DEPS)"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "missing Debian packages:$$missing"; \
+	  echo "run as root: apt-get update && apt-get install$$missing"; exit 1; fi
 
-check-python:
+check-deps:
+	$(call check,$(TEST_DEPS))
+
+check-demo-deps:
+	$(call check,$(DEMO_DEPS))
+
+check-python: check-deps
 	@test -n "$(PYTHON)" || { echo "no python3 with sqlite3 extension loading found:" \
-	  "install Debian's python3 (apt-get install python3) or set PYTHON=..."; exit 1; }
+	  "install Debian's python3 (make deps) or set PYTHON=..."; exit 1; }
+	@$(PYTHON) -c 'import pytest' 2>/dev/null || { echo "$(PYTHON) cannot import pytest:" \
+	  "install python3-pytest (make deps) or set PYTHON=..."; exit 1; }
 
-demo: deps rnn.so
+demo: check-demo-deps rnn.so
 	rm -f demo.db
 	sqlite3 demo.db < sql/demo.sql
 	gnuplot sql/demo_chart.gp && echo "chart of the faults and the model's forecasts: demo.png" 
 
-test: deps check-python rnn.so build/test_kernels
-	$(PYTHON) tests/run.py
+# Every test but the Node one (make node-test). PYTEST_ARGS passes options: make test PYTEST_ARGS='-k frames'.
+# tests/conftest.py says how tests are written and run; the output ends with "N passed, N failed, N skipped".
+test: check-python rnn.so build/test_kernels
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf build rnn.so demo.db
+	rm -rf build rnn.so demo.db .pytest_cache
 
-.PHONY: all deps check-python demo test clean
+.PHONY: all deps check-deps check-demo-deps check-python demo test clean
 
 # Benchmarks (see bench/bench.py): prints ratios against baselines measured in the same run.
 build/bench_kernels: bench/bench_kernels.c tests/testnet.h $(KERN_OBJ) $(HDR)
 	$(CC) $(BASE) -O2 bench/bench_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
 
-bench: deps check-python rnn.so build/bench_kernels
+bench: check-python rnn.so build/bench_kernels
 	$(PYTHON) bench/bench.py
 
 .PHONY: bench

@@ -53,6 +53,11 @@ void rnn_state_reset(const rnn_net *n, rnn_state *st) {
   st->steps = 0;
 }
 
+/* PyTorch's relu (clamp_min(v, 0)): a NaN passes, and so does -0. */
+static void relu(const float *v, float *out, int n) {
+  for (int j = 0; j < n; j++) out[j] = v[j] < 0.0f ? 0.0f : v[j];
+}
+
 static void standardise(const rnn_net *n, const float *x, float *out) {
   for (int i = 0; i < n->n_in; i++) {
     float v = x[i];
@@ -75,9 +80,7 @@ static void seed_step(const rnn_net *n, rnn_state *st, const float *x) {
   switch (n->hidden_act) {
     case ACT_TANH: n->k->tanh(st->gi, H); break;
     case ACT_SIGMOID: n->k->sigmoid(st->gi, H); break;
-    case ACT_RELU:
-      for (int j = 0; j < H; j++) st->gi[j] = st->gi[j] > 0.0f ? st->gi[j] : 0.0f;
-      break;
+    case ACT_RELU: relu(st->gi, st->gi, H); break;
     default: break;
   }
   memcpy(st->h, st->gi, sizeof(float) * (size_t)H);
@@ -107,9 +110,7 @@ static void cell_step(const rnn_net *n, const rnn_dir *d, const float *in, int i
       n->k->tanh(gi, H);
       memcpy(h, gi, sizeof(float) * (size_t)H);
       break;
-    case CELL_RNN_RELU:
-      for (int j = 0; j < H; j++) h[j] = gi[j] > 0.0f ? gi[j] : 0.0f;
-      break;
+    case CELL_RNN_RELU: relu(gi, h, H); break;
     case CELL_LSTM:
       if (d->whr) {
         n->k->lstm(gi, c, gh, H);
@@ -219,7 +220,7 @@ uint64_t rnn_bidir_seq_floats(const rnn_net *n, int64_t T, int last_only) {
 
 size_t rnn_bidir_floats(const rnn_net *n, int64_t T, int last_only) {
   return rnn_state_floats(n) + (size_t)n->ldo + 2 * (size_t)n->hidden
-       + 5 * (size_t)n->hout /* h, bh, cat, bwd[1] */ + (size_t)rnn_bidir_seq_floats(n, T, last_only);
+       + 8 * (size_t)n->hout /* h, bh, cat, fin, bwd[1], hn */ + (size_t)rnn_bidir_seq_floats(n, T, last_only);
 }
 
 /* Layer l's input at step t: the standardised features, or the layer below. */
@@ -282,6 +283,7 @@ static int bidir_backward(const rnn_net *n, rnn_bidir *b, rnn_tick tick, void *a
     if (t < b->seg) memcpy(b->bwd + (size_t)t * hout, b->h, sizeof(float) * hout);
     if (tick && tick(arg)) return 1;
   }
+  memcpy(b->hn, b->h, sizeof(float) * hout);
   b->cached = 0;
   return 0;
 }
@@ -311,8 +313,10 @@ static void bidir_carve(const rnn_net *n, rnn_bidir *b, int64_t T, int last_only
   b->h = work;
   b->bh = work + hout;
   b->cat = work + 2 * hout;
-  b->bwd = work + 4 * hout;
-  work += 5 * hout;
+  b->fin = work + 4 * hout;
+  b->bwd = work + 6 * hout;
+  b->hn = work + 7 * hout;
+  work += 8 * hout;
   b->c = work;
   b->bc = work + H;
   work += 2 * H;
@@ -341,7 +345,11 @@ int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, 
   b->xs = xs;
   if (T < 1) return 0;
   if (bidir_lower(n, b, b->tmp, tick, arg)) return 1;
-  if (last_only) {
+  if (last_only && n->readout == READOUT_FINAL_STATES) {
+    /* only h_n's backward half, after step 0: every step writes over it */
+    b->bwd = b->hn;
+    if (bidir_pass(n, b, n->layers - 1, 1, T, 0, b->hn, 0, tick, arg)) return 1;
+  } else if (last_only) {
     if (bidir_pass(n, b, n->layers - 1, 1, 1, T - 1, b->bwd, (size_t)n->hout, tick, arg)) return 1;
   } else if (bidir_backward(n, b, tick, arg)) {
     return 1;
@@ -363,7 +371,14 @@ void rnn_bidir_next(const rnn_net *n, rnn_bidir *b) {
 }
 
 void rnn_bidir_output(const rnn_net *n, rnn_bidir *b, float *out) {
-  head(n, b->cat, 2 * n->hout, b->scratch);
+  const float *h = b->cat;
+  if (n->readout == READOUT_FINAL_STATES && b->t == b->T) {
+    /* h_n = cat(forward_{T-1}, backward_0) */
+    memcpy(b->fin, b->h, sizeof(float) * (size_t)n->hout);
+    memcpy(b->fin + n->hout, b->hn, sizeof(float) * (size_t)n->hout);
+    h = b->fin;
+  }
+  head(n, h, 2 * n->hout, b->scratch);
   finish(n, b->scratch, out);
 }
 

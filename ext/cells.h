@@ -14,6 +14,11 @@
 
 enum { CELL_RNN_TANH, CELL_RNN_RELU, CELL_LSTM, CELL_GRU, CELL_SEED };
 enum { ACT_NONE, ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_LOG_SOFTMAX, ACT_RELU };
+/* What the head reads after a whole sequence (metadata `readout`). They differ
+** only for bidirectional models: PyTorch's output[T-1] = cat(forward_{T-1},
+** backward_{T-1}), or h_n = cat(forward_{T-1}, backward_0), i.e.
+** fc(torch.cat((h_n[-2], h_n[-1]), 1)). */
+enum { READOUT_LAST_OUTPUT, READOUT_FINAL_STATES };
 
 /* Weight matrices are stored transposed, [in][ld] with ld a multiple of RNN_LANES
 ** and zero padding, so the hot loop is a contiguous vector FMA over outputs and
@@ -52,6 +57,7 @@ typedef struct rnn_net {
   int ldo;            /* O rounded up to RNN_LANES */
   int hidden_act;     /* seed cell: ACT_NONE/TANH/RELU/SIGMOID */
   int out_act;        /* ACT_* applied to the head output */
+  int readout;        /* READOUT_*: bidirectional models only */
   rnn_layer *layer;   /* [layers] */
   const float *head_w;   /* [hout*dirs][ldo] head Linear weight^T, or NULL (output = h) */
   const float *head_b;   /* [ldo] zeros if no bias */
@@ -92,7 +98,9 @@ void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scra
 ** last_only just its first step (t = T-1), which is all the last output needs. Each
 ** rnn_bidir_next then takes one forward step of the last layer and sets cat to
 ** PyTorch's output[t] = cat(forward_t, backward_t) (with last_only, only at
-** t = T-1); rnn_bidir_output applies the head to it.
+** t = T-1); rnn_bidir_output applies the head to it, or after the last step with
+** READOUT_FINAL_STATES to h_n = cat(forward_{T-1}, backward_0) (with last_only
+** the backward pass then runs over every step, keeping only its state).
 ** The sequence-sized part of the work area is rnn_bidir_seq_floats: none for one
 ** layer with last_only, O(sqrt(T)) states without. tick (may be NULL) runs after every cell step; a
 ** non-zero return stops the pass, and rnn_bidir_begin returns non-zero. */
@@ -111,6 +119,8 @@ typedef struct rnn_bidir {
   float *h, *c;       /* [hout], [H] forward state of the last layer */
   float *bh, *bc;     /* [hout], [H] backward state while a segment is recomputed */
   float *cat;         /* [2*hout] cat(forward_t, backward_t) */
+  float *fin;         /* [2*hout] h_n for READOUT_FINAL_STATES */
+  float *hn;          /* [hout] backward h after step 0, once the whole backward pass ran */
   float *scratch;     /* [ldo] */
   rnn_state st;       /* step scratch */
 } rnn_bidir;
@@ -129,12 +139,16 @@ int rnn_bidir_last(const rnn_net *net, const float *xs, int64_t T, float *out, f
 /* The last layer's hidden state (hout floats). */
 const float *rnn_last_hidden(const rnn_net *net, const rnn_state *st);
 
-/* CPU paths. Every path computes bit-identical results: same operations, same
-** order, FMA exactly where the source says fmaf (see kern_body.h). */
+/* CPU paths, each kern_body.h compiled for one instruction set. Every path
+** computes bit-identical results, NaN and infinities included: same operations,
+** same order, FMA exactly where kern_body.h says VFMA. */
 typedef struct rnn_kernels {
   const char *name;
   /* y[0..m) += sum_k w[k*ld + j] * x[k], k ascending; m a multiple of RNN_LANES */
   void (*gemv_t)(float *y, const float *w, int ld, const float *x, int n, int m);
+  /* gemv_t for `rows` inputs at once: row r of y (at y + r*ldy) gets exactly
+  ** the bits gemv_t gives for x row r (at x + r*ldx); for batched sequences */
+  void (*gemm_t)(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, int m, int rows);
   void (*sigmoid)(float *y, int n);
   void (*tanh)(float *y, int n);
   /* LSTM pointwise step: g[4H] gate pre-activations (i, f, g, o); c[H] updated;

@@ -10,7 +10,8 @@
 **  2. rnn_classify returns the `labels` entry of the largest output (the first
 **     one on ties), or its 0-based index as INTEGER when the model has no labels.
 **  3. Bidirectional models work: the output is PyTorch's output[T-1], the head
-**     applied to cat(forward_{T-1}, backward_{T-1}).
+**     applied to cat(forward_{T-1}, backward_{T-1}); with metadata readout
+**     final_states, h_n: cat(forward_{T-1}, backward_0).
 **  4. A NULL sequence gives NULL; every other bad sequence is an error
 **     (sequence.c).
 **  5. Memory does not grow with the sequence beyond the sequence itself, except
@@ -20,6 +21,7 @@
 */
 #include "poll.h"
 #include "sequence.h"
+#include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
 
@@ -98,7 +100,7 @@ static void fn_eval(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     if (is_null) sqlite3_result_null(ctx);
     return;
   }
-  rnn_result_output(ctx, out, e->model->net.n_out);
+  rnn_result_output_named(ctx, out, e->model->net.n_out, e->model->output_names);
   sqlite3_free(out);
   rnn_entry_release(e);
 }
@@ -115,7 +117,8 @@ static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const rnn_model *m = e->model;
   int best = 0;
   for (int i = 1; i < m->net.n_out; i++) {
-    if (out[i] > out[best]) best = i;
+    /* torch.argmax: the first NaN counts as the largest */
+    if (out[i] > out[best] || (out[i] != out[i] && out[best] == out[best])) best = i;
   }
   if (m->n_labels) sqlite3_result_text(ctx, m->labels[best], -1, SQLITE_TRANSIENT);
   else sqlite3_result_int(ctx, best);
@@ -123,21 +126,6 @@ static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rnn_entry_release(e);
 }
 
-int rnn_register_eval(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* Flags as rnn_predict's: a TEXT model argument reads rnn_models, so neither
-  ** DETERMINISTIC nor INNOCUOUS; not DIRECTONLY, so trusted schemas may use them. */
-  static const struct {
-    const char *name;
-    void (*fn)(sqlite3_context *, int, sqlite3_value **);
-  } fns[] = {{"rnn_eval", fn_eval}, {"rnn_classify", fn_classify}};
-  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
-    rnn_conn_ref(conn);
-    int rc = sqlite3_create_function_v2(db, fns[i].name, 2, SQLITE_UTF8 | SQLITE_RESULT_SUBTYPE, conn,
-                                        fns[i].fn, NULL, NULL, rnn_conn_unref);
-    if (rc != SQLITE_OK) {
-      *pzErr = sqlite3_mprintf("cannot register %s(): %s", fns[i].name, sqlite3_errstr(rc));
-      return rc;
-    }
-  }
-  return SQLITE_OK;
-}
+/* Callbacks for the registration table in rnn.c (functions.h). */
+void rnn_eval_func(sqlite3_context *c, int n, sqlite3_value **v) { fn_eval(c, n, v); }
+void rnn_classify_func(sqlite3_context *c, int n, sqlite3_value **v) { fn_classify(c, n, v); }

@@ -14,9 +14,16 @@
 **     control characters must be escaped; a lone surrogate is an error.
 **  3. Numbers are converted without the C library's locale-dependent strtod; plain
 **     non-negative integers below 2^63 are also kept exactly (shapes, offsets).
-**  4. Nesting is limited to RJ_MAX_DEPTH, an array to RJ_MAX_ITEMS and an object to
-**     RJ_MAX_KEYS (keys are checked for duplicates by hash); memory is bounded by the input length.
+**  4. Nesting is limited to RJ_MAX_DEPTH, a document to RJ_MAX_NODES values and an
+**     object to RJ_MAX_KEYS (keys are checked for duplicates by hash): a parsed
+**     document holds at most RJ_MAX_NODES nodes (12 MiB) plus its decoded strings,
+**     whatever the input length (a 60 MB header of numbers was 1.5 GB before).
 **  5. Duplicate keys in one object are an error (safetensors names must be unique).
+**  6. rj_reader streams a JSON text too long to hold as nodes (sequences): it
+**     yields array brackets and scalar values one at a time, keeping the same
+**     grammar and error messages; any other value is checked in "skip" mode,
+**     where the children of arrays are dropped once read and an object keeps
+**     only its keys (for rule 5), so memory does not grow with the input.
 */
 #include "json.h"
 #include "sqlite3ext.h"
@@ -32,6 +39,7 @@ typedef struct rj_parser {
   char *err;
   size_t errlen;
   int oom;
+  int skip;             /* rule 6: drop values once checked */
 } rj_parser;
 
 static int rj_fail(rj_parser *p, const char *what) {
@@ -51,6 +59,11 @@ static void rj_ws(rj_parser *p) {
 
 static int rj_new_node(rj_parser *p, rj_type t) {
   rj_doc *d = p->doc;
+  if (d->n_nodes >= RJ_MAX_NODES) {
+    char what[48];
+    snprintf(what, sizeof(what), "more than %d values", RJ_MAX_NODES);
+    return rj_fail(p, what);
+  }
   if (d->n_nodes == d->cap_nodes) {
     int cap = d->cap_nodes ? d->cap_nodes * 2 : 64;
     rj_node *nn = sqlite3_realloc64(d->nodes, (sqlite3_uint64)cap * sizeof(rj_node));
@@ -123,6 +136,10 @@ static int rj_utf8_len(const unsigned char *z, size_t n) {
 static int rj_string(rj_parser *p) {
   int id = rj_new_node(p, RJ_STRING);
   if (id < 0) return -1;
+  if (!p->doc->pool) { /* made on the first string, sized to the input */
+    p->doc->pool = sqlite3_malloc64(p->n + 1);
+    if (!p->doc->pool) { p->oom = 1; return -1; }
+  }
   char *o = p->doc->pool + p->doc->pool_used;
   size_t k = 0;
   p->i++; /* opening quote */
@@ -251,6 +268,7 @@ static int rj_container(rj_parser *p, int depth, int is_obj) {
   int id = rj_new_node(p, is_obj ? RJ_OBJECT : RJ_ARRAY);
   if (id < 0) return -1;
   int last = -1, count = 0;
+  rj_doc *d = p->doc;
   char close = is_obj ? '}' : ']';
   if (depth >= RJ_MAX_DEPTH) return rj_fail(p, "nesting too deep");
   p->i++;
@@ -262,18 +280,17 @@ static int rj_container(rj_parser *p, int depth, int is_obj) {
   for (;;) {
     int k = -1, v;
     rj_ws(p);
-    if (count >= (is_obj ? RJ_MAX_KEYS : RJ_MAX_ITEMS)) {
-      return rj_fail(p, is_obj ? "too many keys in one object" : "too many items in one array");
-    }
+    if (is_obj && count >= RJ_MAX_KEYS) return rj_fail(p, "too many keys in one object");
     if (is_obj) {
       if (p->i >= p->n || p->z[p->i] != '"') return rj_fail(p, "expected a string key");
       k = rj_string(p);
       if (k < 0) return -1;
-      /* rule 5: a scan over at most RJ_MAX_KEYS hashes; text compared on a match */
-      for (int c = p->doc->nodes[id].child; c >= 0; c = p->doc->nodes[p->doc->nodes[c].next].next) {
-        if (p->doc->nodes[c].u == p->doc->nodes[k].u && strcmp(p->doc->nodes[c].str, p->doc->nodes[k].str) == 0) {
+      /* rule 5: a scan over at most RJ_MAX_KEYS hashes; text compared on a match.
+      ** Keys link key -> value -> key, or key -> key in skip mode. */
+      for (int c = d->nodes[id].child; c >= 0; c = p->skip ? d->nodes[c].next : d->nodes[d->nodes[c].next].next) {
+        if (d->nodes[c].u == d->nodes[k].u && strcmp(d->nodes[c].str, d->nodes[k].str) == 0) {
           char what[96];
-          snprintf(what, sizeof(what), "duplicate key '%.60s'", p->doc->nodes[k].str);
+          snprintf(what, sizeof(what), "duplicate key '%.60s'", d->nodes[k].str);
           return rj_fail(p, what);
         }
       }
@@ -281,15 +298,26 @@ static int rj_container(rj_parser *p, int depth, int is_obj) {
       if (p->i >= p->n || p->z[p->i] != ':') return rj_fail(p, "expected ':'");
       p->i++;
     }
+    int mark = d->n_nodes;
+    size_t pool_mark = d->pool_used;
     v = rj_value(p, depth + 1);
     if (v < 0) return -1;
-    rj_node *nodes = p->doc->nodes;
-    int first = is_obj ? k : v;
-    if (is_obj) nodes[k].next = v;
-    if (last < 0) nodes[id].child = first;
-    else nodes[last].next = first;
-    last = v;
+    rj_node *nodes = d->nodes;
     count++;
+    if (p->skip) {
+      /* rule 6: drop the value; an object keeps its keys, linked key -> key */
+      d->n_nodes = mark;
+      d->pool_used = pool_mark;
+      if (is_obj && last < 0) nodes[id].child = k;
+      else if (is_obj) nodes[last].next = k;
+      last = k;
+    } else {
+      int first = is_obj ? k : v;
+      if (is_obj) nodes[k].next = v;
+      if (last < 0) nodes[id].child = first;
+      else nodes[last].next = first;
+      last = v;
+    }
     rj_ws(p);
     if (p->i < p->n && p->z[p->i] == ',') { p->i++; continue; }
     if (p->i < p->n && p->z[p->i] == close) { p->i++; break; }
@@ -331,8 +359,6 @@ int rj_parse(const char *z, size_t n, rj_doc *doc, char *err, size_t errlen) {
   p.doc = doc;
   p.err = err;
   p.errlen = errlen;
-  doc->pool = sqlite3_malloc64(n + 1);
-  if (!doc->pool) return 2;
   if (rj_value(&p, 0) < 0) goto fail;
   rj_ws(&p);
   if (p.i != p.n) {
@@ -357,4 +383,81 @@ int rj_get(const rj_doc *doc, int obj, const char *key) {
     if (strcmp(doc->nodes[c].str, key) == 0) return doc->nodes[c].next;
   }
   return -1;
+}
+
+/* ---- rule 6: the streaming reader ------------------------------------------ */
+
+enum { RD_FIRST, RD_NEED, RD_SEP };
+
+void rj_reader_init(rj_reader *r, const char *z, size_t n, char *err, size_t errlen) {
+  memset(r, 0, sizeof(*r));
+  r->z = (const unsigned char *)z;
+  r->n = n;
+  r->err = err;
+  r->errlen = errlen;
+}
+
+void rj_reader_free(rj_reader *r) { rj_free(&r->doc); }
+
+static int rd_fail(rj_reader *r, const char *what) {
+  if (r->err && r->errlen) snprintf(r->err, r->errlen, "%s at byte %llu", what, (unsigned long long)r->i);
+  return RJ_EV_ERROR;
+}
+
+static void rd_ws(rj_reader *r) {
+  while (r->i < r->n && (r->z[r->i] == ' ' || r->z[r->i] == '\t' || r->z[r->i] == '\n' || r->z[r->i] == '\r')) r->i++;
+}
+
+/* An item ended at depth r->depth. */
+static int rd_after(rj_reader *r, int ev) {
+  if (r->depth == 0) r->root_done = 1;
+  else r->state = RD_SEP;
+  return ev;
+}
+
+/* Any value but an array, checked in skip mode; its type (and number) kept. */
+static int rd_value(rj_reader *r) {
+  rj_parser p;
+  memset(&p, 0, sizeof(p));
+  p.z = r->z;
+  p.n = r->n;
+  p.i = r->i;
+  p.doc = &r->doc;
+  p.err = r->err;
+  p.errlen = r->errlen;
+  p.skip = 1;
+  int id = rj_value(&p, r->depth);
+  r->i = p.i;
+  if (id < 0) return p.oom ? RJ_EV_NOMEM : RJ_EV_ERROR;
+  r->type = r->doc.nodes[id].type;
+  r->num = r->doc.nodes[id].num;
+  r->doc.n_nodes = 0;
+  r->doc.pool_used = 0;
+  return rd_after(r, RJ_EV_VALUE);
+}
+
+int rj_reader_next(rj_reader *r) {
+  rd_ws(r);
+  if (r->root_done) return r->i == r->n ? RJ_EV_END : rd_fail(r, "trailing characters after JSON value");
+  if (r->depth > 0 && r->state != RD_NEED) {
+    int c = r->i < r->n ? r->z[r->i] : -1;
+    if (c == ']') {
+      r->i++;
+      r->depth--;
+      return rd_after(r, RJ_EV_CLOSE);
+    }
+    if (r->state == RD_SEP) {
+      if (c != ',') return rd_fail(r, "expected ',' or ']'");
+      r->i++;
+      rd_ws(r);
+    }
+  }
+  r->state = RD_NEED;
+  if (r->i >= r->n) return rd_fail(r, "unexpected end of text");
+  if (r->z[r->i] != '[') return rd_value(r);
+  if (r->depth >= RJ_MAX_DEPTH) return rd_fail(r, "nesting too deep");
+  r->i++;
+  r->depth++;
+  r->state = RD_FIRST;
+  return RJ_EV_OPEN;
 }

@@ -20,17 +20,30 @@
 **     needed only for rnn_relu and must agree with the shapes.
 **  5. Weights are converted to float32 at load; NaN, infinite or out-of-range
 **     values are refused.
-**  6. Known metadata keys are validated (activations, standardisation arrays:
-**     right length, finite, std > 0; vocab: distinct non-empty strings, one per
-**     input; labels: one string per output; unknown_token: in vocab); other
-**     keys are kept for rnn_info.
+**  6. Known metadata keys are validated (activations; readout: last_output or
+**     final_states; standardisation arrays: right length, finite, std > 0;
+**     vocab: distinct non-empty strings, one per input; labels: one string per
+**     output; output_names: distinct non-empty strings, one per output;
+**     unknown_token: in vocab); other keys are kept, and rnn_info lists them
+**     under "warnings" (info.c).
 **  7. Every size is checked against the limits in model.h with 64-bit
 **     arithmetic before it sizes an allocation.
+**
+** The load runs in stages, each its own function: read_header (rules 1-2),
+** find_prefix / read_sizes (names and sizes, rules 3-4), parse_settings
+** (activations, readout), check_tensors (every shape, nothing left over),
+** build_arena (one layout routine run twice: count mode sizes the arena, carve
+** mode converts the weights into it and asserts it took what was counted),
+** the kernel choice, the tokenizer tables, output_names, and rnn_info's text.
 */
 #include "model.h"
+#include "f32.h"
 #include "json.h"
+#include "util.h"
+#include "tokenizer.h"
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,7 +51,7 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 
 enum { DT_F32, DT_F16, DT_BF16, DT_F64 };
-static const char *const dt_name[] = {"F32", "F16", "BF16", "F64"};
+const char *const rnn_dtype_names[] = {"F32", "F16", "BF16", "F64"};
 static const int dt_size[] = {4, 2, 2, 8};
 
 typedef struct tensor {
@@ -66,7 +79,7 @@ static int fail(loader *L, const char *fmt, ...) {
   va_list ap;
   if (L->err == NULL && !L->nomem) {
     va_start(ap, fmt);
-    L->err = sqlite3_vmprintf(fmt, ap);
+    L->err = rnn_vmprintf(fmt, ap);
     va_end(ap);
     if (!L->err) L->nomem = 1;
   }
@@ -95,10 +108,116 @@ static int cmp_begin(const void *a, const void *b) {
   return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
+/* What a BLOB that cannot be safetensors (whose header must start with '{')
+** looks like, for a message that says how to convert it; NULL if unknown. */
+static const char *foreign_format(const unsigned char *blob, size_t n) {
+  if (n > 8 && blob[8] == '{') return NULL;
+  if (n >= 4 && memcmp(blob, "PK\x03\x04", 4) == 0) return "a zip archive (what torch.save writes)";
+  if (n >= 2 && blob[0] == 0x80 && blob[1] >= 2 && blob[1] <= 5) {
+    return "a Python pickle (pickle.dump, or torch.save in its legacy format)";
+  }
+  return NULL;
+}
+
+/* Rule 2 for one tensor entry: the header pair at node k (name) and its value. */
+static int read_entry(loader *L, int k) {
+  rj_node *nd = L->doc.nodes;
+  const char *name = nd[k].str;
+  int v = nd[k].next;
+  if (nd[k].n > RNN_MAX_NAME) return fail(L, "tensor name longer than %d bytes", RNN_MAX_NAME);
+  if (nd[v].type != RJ_OBJECT) return fail(L, "tensor '%s': entry is not a JSON object", name);
+  tensor *t = &L->t[L->nt++];
+  memset(t, 0, sizeof(*t));
+  t->name = name;
+  int dt = rj_get(&L->doc, v, "dtype"), sh = rj_get(&L->doc, v, "shape");
+  int off = rj_get(&L->doc, v, "data_offsets");
+  if (dt < 0 || sh < 0 || off < 0 || nd[v].n != 3) {
+    return fail(L, "tensor '%s': entry must have exactly dtype, shape and data_offsets", name);
+  }
+  if (nd[dt].type != RJ_STRING) return fail(L, "tensor '%s': dtype is not a string", name);
+  t->dtype = -1;
+  for (int d = 0; d < 4; d++) {
+    if (strcmp(nd[dt].str, rnn_dtype_names[d]) == 0) t->dtype = d;
+  }
+  if (t->dtype < 0) {
+    return fail(L, "tensor '%s': dtype %s is not supported (F32, F16, BF16 or F64)", name, nd[dt].str);
+  }
+  if (nd[sh].type != RJ_ARRAY) return fail(L, "tensor '%s': shape is not a JSON array", name);
+  if (nd[sh].n < 1 || nd[sh].n > 2) {
+    return fail(L, "tensor '%s': has %d dimensions, expected 1 or 2", name, nd[sh].n);
+  }
+  uint64_t numel = 1;
+  for (int d = nd[sh].child; d >= 0; d = nd[d].next) {
+    if (nd[d].type != RJ_NUMBER || !nd[d].is_uint) {
+      return fail(L, "tensor '%s': shape must hold non-negative integers", name);
+    }
+    if (nd[d].u == 0) return fail(L, "tensor '%s': shape has a zero dimension", name);
+    if (nd[d].u > RNN_MAX_PARAMS) {
+      return fail(L, "tensor '%s': dimension %llu is larger than the limit %u", name,
+                  (unsigned long long)nd[d].u, RNN_MAX_PARAMS);
+    }
+    numel *= nd[d].u; /* both factors <= 2^27: no overflow */
+    if (numel > RNN_MAX_PARAMS) {
+      return fail(L, "tensor '%s': more than %u elements", name, RNN_MAX_PARAMS);
+    }
+    t->shape[t->ndim++] = (int64_t)nd[d].u;
+  }
+  if (nd[off].type != RJ_ARRAY || nd[off].n != 2) {
+    return fail(L, "tensor '%s': data_offsets must be a JSON array of 2 integers", name);
+  }
+  int o0 = nd[off].child, o1 = nd[o0].next;
+  if (nd[o0].type != RJ_NUMBER || !nd[o0].is_uint || nd[o1].type != RJ_NUMBER || !nd[o1].is_uint) {
+    return fail(L, "tensor '%s': data_offsets must be a JSON array of 2 integers", name);
+  }
+  t->begin = nd[o0].u;
+  t->end = nd[o1].u;
+  if (t->begin > t->end || t->end > L->data_len) {
+    return fail(L, "tensor '%s': data_offsets [%llu, %llu] outside the data buffer of %llu bytes",
+                name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                (unsigned long long)L->data_len);
+  }
+  if (t->end - t->begin != numel * (uint64_t)dt_size[t->dtype]) {
+    return fail(L, "tensor '%s': data_offsets hold %llu bytes, but %s with %llu elements needs %llu",
+                name, (unsigned long long)(t->end - t->begin), rnn_dtype_names[t->dtype],
+                (unsigned long long)numel, (unsigned long long)(numel * (uint64_t)dt_size[t->dtype]));
+  }
+  return 0;
+}
+
+/* Rule 2: the tensors tile the buffer exactly. */
+static int check_tiling(loader *L) {
+  tensor **order = sqlite3_malloc64(sizeof(tensor *) * (size_t)L->nt);
+  if (!order) { L->nomem = 1; return -1; }
+  for (int i = 0; i < L->nt; i++) order[i] = &L->t[i];
+  qsort(order, (size_t)L->nt, sizeof(tensor *), cmp_begin);
+  uint64_t at = 0;
+  int bad = 0;
+  for (int i = 0; i < L->nt && !bad; i++) {
+    if (order[i]->begin < at) {
+      bad = fail(L, "tensors '%s' and '%s' overlap in the data buffer", order[i - 1]->name, order[i]->name);
+    } else if (order[i]->begin > at) {
+      bad = fail(L, "data buffer has a gap of %llu bytes before tensor '%s'",
+                 (unsigned long long)(order[i]->begin - at), order[i]->name);
+    }
+    at = order[i]->end;
+  }
+  sqlite3_free(order);
+  if (bad) return -1;
+  if (at != L->data_len) {
+    return fail(L, "data buffer has %llu bytes after the last tensor", (unsigned long long)(L->data_len - at));
+  }
+  return 0;
+}
+
 /* Rules 1 and 2: the header and the tensor table. */
 static int read_header(loader *L, const unsigned char *blob, size_t n) {
   char jerr[128];
   uint64_t hlen = 0;
+  const char *foreign = foreign_format(blob, n);
+  if (foreign) {
+    return fail(L, "BLOB is %s, not safetensors: convert the module with sqlite_rnn.to_blob(module) "
+                   "(python/sqlite_rnn.py) or save its state_dict with safetensors.torch.save_file", foreign);
+  }
   if (n < 8) return fail(L, "BLOB is %d bytes, too short for a safetensors header", (int)n);
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | blob[i];
   if (hlen > n - 8) {
@@ -134,87 +253,10 @@ static int read_header(loader *L, const unsigned char *blob, size_t n) {
       L->md = v;
       continue;
     }
-    if (nd[k].n > RNN_MAX_NAME) return fail(L, "tensor name longer than %d bytes", RNN_MAX_NAME);
-    if (nd[v].type != RJ_OBJECT) return fail(L, "tensor '%s': entry is not a JSON object", name);
-    tensor *t = &L->t[L->nt++];
-    memset(t, 0, sizeof(*t));
-    t->name = name;
-    int dt = rj_get(&L->doc, v, "dtype"), sh = rj_get(&L->doc, v, "shape");
-    int off = rj_get(&L->doc, v, "data_offsets");
-    if (dt < 0 || sh < 0 || off < 0 || nd[v].n != 3) {
-      return fail(L, "tensor '%s': entry must have exactly dtype, shape and data_offsets", name);
-    }
-    if (nd[dt].type != RJ_STRING) return fail(L, "tensor '%s': dtype is not a string", name);
-    t->dtype = -1;
-    for (int d = 0; d < 4; d++) {
-      if (strcmp(nd[dt].str, dt_name[d]) == 0) t->dtype = d;
-    }
-    if (t->dtype < 0) {
-      return fail(L, "tensor '%s': dtype %s is not supported (F32, F16, BF16 or F64)", name, nd[dt].str);
-    }
-    if (nd[sh].type != RJ_ARRAY) return fail(L, "tensor '%s': shape is not a JSON array", name);
-    if (nd[sh].n < 1 || nd[sh].n > 2) {
-      return fail(L, "tensor '%s': has %d dimensions, expected 1 or 2", name, nd[sh].n);
-    }
-    uint64_t numel = 1;
-    for (int d = nd[sh].child; d >= 0; d = nd[d].next) {
-      if (nd[d].type != RJ_NUMBER || !nd[d].is_uint) {
-        return fail(L, "tensor '%s': shape must hold non-negative integers", name);
-      }
-      if (nd[d].u == 0) return fail(L, "tensor '%s': shape has a zero dimension", name);
-      if (nd[d].u > RNN_MAX_PARAMS) {
-        return fail(L, "tensor '%s': dimension %llu is larger than the limit %u", name,
-                    (unsigned long long)nd[d].u, RNN_MAX_PARAMS);
-      }
-      numel *= nd[d].u; /* both factors <= 2^27: no overflow */
-      if (numel > RNN_MAX_PARAMS) {
-        return fail(L, "tensor '%s': more than %u elements", name, RNN_MAX_PARAMS);
-      }
-      t->shape[t->ndim++] = (int64_t)nd[d].u;
-    }
-    if (nd[off].type != RJ_ARRAY || nd[off].n != 2) {
-      return fail(L, "tensor '%s': data_offsets must be a JSON array of 2 integers", name);
-    }
-    int o0 = nd[off].child, o1 = nd[o0].next;
-    if (nd[o0].type != RJ_NUMBER || !nd[o0].is_uint || nd[o1].type != RJ_NUMBER || !nd[o1].is_uint) {
-      return fail(L, "tensor '%s': data_offsets must be a JSON array of 2 integers", name);
-    }
-    t->begin = nd[o0].u;
-    t->end = nd[o1].u;
-    if (t->begin > t->end || t->end > L->data_len) {
-      return fail(L, "tensor '%s': data_offsets [%llu, %llu] outside the data buffer of %llu bytes",
-                  name, (unsigned long long)t->begin, (unsigned long long)t->end,
-                  (unsigned long long)L->data_len);
-    }
-    if (t->end - t->begin != numel * (uint64_t)dt_size[t->dtype]) {
-      return fail(L, "tensor '%s': data_offsets hold %llu bytes, but %s with %llu elements needs %llu",
-                  name, (unsigned long long)(t->end - t->begin), dt_name[t->dtype],
-                  (unsigned long long)numel, (unsigned long long)(numel * (uint64_t)dt_size[t->dtype]));
-    }
+    if (read_entry(L, k)) return -1;
   }
   if (L->nt == 0) return fail(L, "safetensors header lists no tensors");
-  /* Rule 2: the tensors tile the buffer exactly. */
-  tensor **order = sqlite3_malloc64(sizeof(tensor *) * (size_t)L->nt);
-  if (!order) { L->nomem = 1; return -1; }
-  for (int i = 0; i < L->nt; i++) order[i] = &L->t[i];
-  qsort(order, (size_t)L->nt, sizeof(tensor *), cmp_begin);
-  uint64_t at = 0;
-  int bad = 0;
-  for (int i = 0; i < L->nt && !bad; i++) {
-    if (order[i]->begin < at) {
-      bad = fail(L, "tensors '%s' and '%s' overlap in the data buffer", order[i - 1]->name, order[i]->name);
-    } else if (order[i]->begin > at) {
-      bad = fail(L, "data buffer has a gap of %llu bytes before tensor '%s'",
-                 (unsigned long long)(order[i]->begin - at), order[i]->name);
-    }
-    at = order[i]->end;
-  }
-  sqlite3_free(order);
-  if (bad) return -1;
-  if (at != L->data_len) {
-    return fail(L, "data buffer has %llu bytes after the last tensor", (unsigned long long)(L->data_len - at));
-  }
-  return 0;
+  return check_tiling(L);
 }
 
 /* Element i of a tensor as float; returns nonzero if it is NaN, infinite or
@@ -223,11 +265,9 @@ static int element(const loader *L, const tensor *t, uint64_t i, float *out) {
   const unsigned char *p = L->data + t->begin + i * (uint64_t)dt_size[t->dtype];
   float f;
   switch (t->dtype) {
-    case DT_F32: {
-      uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-      memcpy(&f, &u, 4);
+    case DT_F32:
+      f = rnn_f32_get(p);
       break;
-    }
     case DT_BF16: {
       uint32_t u = ((uint32_t)p[0] | (uint32_t)p[1] << 8) << 16;
       memcpy(&f, &u, 4);
@@ -242,11 +282,8 @@ static int element(const loader *L, const tensor *t, uint64_t i, float *out) {
       break;
     }
     default: {
-      uint64_t u = 0;
-      double d;
-      for (int k = 7; k >= 0; k--) u = (u << 8) | p[k];
-      memcpy(&d, &u, 8);
-      if (!(fabs(d) <= 3.4028234663852886e38)) return 1;
+      double d = rnn_f64_get(p);
+      if (!rnn_f32_finite(d)) return 1;
       f = (float)d;
       break;
     }
@@ -303,14 +340,14 @@ static tensor *expect(loader *L, const char *name, int64_t r, int64_t c, int req
 
 static int round_up(int n) { return (n + RNN_LANES - 1) / RNN_LANES * RNN_LANES; }
 
-static const char *const act_names[] = {"none", "sigmoid", "tanh", "softmax", "log_softmax", "relu"};
+const char *const rnn_act_names[] = {"none", "sigmoid", "tanh", "softmax", "log_softmax", "relu"};
 
 static int parse_act(loader *L, const char *key, int allow_softmax, int *out) {
   const char *v = meta(L, key);
   *out = ACT_NONE;
   if (!v) return 0;
   for (int a = 0; a < 6; a++) {
-    if (strcmp(v, act_names[a]) != 0) continue;
+    if (strcmp(v, rnn_act_names[a]) != 0) continue;
     if (allow_softmax ? a == ACT_RELU : (a == ACT_SOFTMAX || a == ACT_LOG_SOFTMAX)) break;
     *out = a;
     return 0;
@@ -331,7 +368,7 @@ static int parse_vec(loader *L, const char *key, int n, int positive, float *dst
   int ok = rc == 0 && d.nodes[0].type == RJ_ARRAY && d.nodes[0].n == n;
   for (int i = d.nodes && ok ? d.nodes[0].child : -1, j = 0; i >= 0; i = d.nodes[i].next, j++) {
     double x = d.nodes[i].num;
-    if (d.nodes[i].type != RJ_NUMBER || !(fabs(x) <= 3.4028234663852886e38) || (positive && !(x > 0))) {
+    if (d.nodes[i].type != RJ_NUMBER || !rnn_f32_finite(x) || (positive && !(x > 0))) {
       ok = 0;
       break;
     }
@@ -339,30 +376,21 @@ static int parse_vec(loader *L, const char *key, int n, int positive, float *dst
   }
   if (rc == 0) rj_free(&d);
   if (!ok) {
-    return fail(L, "__metadata__ %s must be a JSON array of %d finite%s numbers, got '%.40s'", key, n,
-                positive ? " positive" : "", v);
+    return fail(L, "__metadata__ %s must be a JSON array of %d finite%s numbers, got %.40U", key, n,
+                positive ? " positive" : "", v, -1);
   }
   *present = 1;
   return 0;
 }
 
-static void json_string(sqlite3_str *s, const char *z) {
-  sqlite3_str_appendchar(s, 1, '"');
-  for (; *z; z++) {
-    unsigned char c = (unsigned char)*z;
-    if (c == '"' || c == '\\') sqlite3_str_appendf(s, "\\%c", c);
-    else if (c < 0x20) sqlite3_str_appendf(s, "\\u%04x", c);
-    else sqlite3_str_appendchar(s, 1, (char)c);
-  }
-  sqlite3_str_appendchar(s, 1, '"');
-}
-
-static const char *const cell_names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru", "seed"};
+const char *const rnn_cell_names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru", "seed"};
 
 typedef struct plan {
   char prefix[RNN_MAX_NAME + 1];   /* recurrent prefix P */
   char head[RNN_MAX_NAME + 1];     /* head prefix Q */
   int has_head, seed, bias;
+  tensor *head_w, *head_b;         /* the head Linear, or NULL */
+  tensor *seed_b, *seed_ow, *seed_ob;  /* the tutorial cell's i2h.bias, i2o.weight, i2o.bias */
 } plan;
 
 /* Rule 3: find P (and whether this is the tutorial cell). */
@@ -372,7 +400,7 @@ static int find_prefix(loader *L, plan *p) {
   int found = 0;
   if (want) {
     if (strlen(want) > RNN_MAX_NAME - 20 || (want[0] && !ends_with(want, "."))) {
-      return fail(L, "__metadata__ recurrent_prefix '%.60s' must be empty or end with '.'", want);
+      return fail(L, "__metadata__ recurrent_prefix %.60U must be empty or end with '.'", want, -1);
     }
     strcpy(p->prefix, want);
     char nm[RNN_MAX_NAME + 32];
@@ -415,7 +443,7 @@ static int find_head(loader *L, plan *p) {
   const char *want = meta(L, "head_prefix");
   if (want) {
     if (strlen(want) > RNN_MAX_NAME - 10 || (want[0] && !ends_with(want, "."))) {
-      return fail(L, "__metadata__ head_prefix '%.60s' must be empty or end with '.'", want);
+      return fail(L, "__metadata__ head_prefix %.60U must be empty or end with '.'", want, -1);
     }
     char nm[RNN_MAX_NAME + 16];
     snprintf(nm, sizeof(nm), "%sweight", want);
@@ -440,13 +468,458 @@ static int find_head(loader *L, plan *p) {
   return 0;
 }
 
-static int parse_tokens(loader *L, rnn_model *m);
+
+/* Rules 3 and 4, the tutorial cell: sizes from i2h.weight [H, I + H]. */
+static int seed_sizes(loader *L, const plan *P, rnn_net *net, int64_t *I, int64_t *H) {
+  char nm[RNN_MAX_NAME + 64];
+  snprintf(nm, sizeof(nm), "%si2h.weight", P->prefix);
+  tensor *w0 = find(L, nm);
+  if (w0->ndim != 2 || w0->shape[1] <= w0->shape[0]) {
+    char got[64];
+    return fail(L, "tensor '%s' has shape %s, expected [hidden, input + hidden]", nm, shape_str(w0, got, sizeof(got)));
+  }
+  *H = w0->shape[0];
+  *I = w0->shape[1] - *H;
+  net->gates = 1;
+  net->cell = CELL_SEED;
+  net->layers = 1;
+  net->dirs = 1;
+  return 0;
+}
+
+/* Rule 4: metadata `cell` must name a cell and agree with the gate count G. */
+static int check_cell(loader *L, const plan *P, rnn_net *net, int64_t G) {
+  const char *cell = meta(L, "cell");
+  int want = -1;
+  if (!cell) return 0;
+  for (int c = 0; c < 5; c++) {
+    if (strcmp(cell, rnn_cell_names[c]) == 0) want = c;
+  }
+  if (want < 0) return fail(L, "__metadata__ cell is '%s', expected one of rnn_tanh, rnn_relu, lstm, gru, seed", cell);
+  if (want == CELL_RNN_RELU && net->cell == CELL_RNN_TANH) net->cell = CELL_RNN_RELU;
+  if (want != net->cell) {
+    return fail(L, "__metadata__ cell is '%s' but the tensors under '%s' have %lld gates (%s)", cell, P->prefix,
+                (long long)G, rnn_cell_names[net->cell]);
+  }
+  return 0;
+}
+
+/* Rules 3 and 4, nn.RNN/LSTM/GRU: sizes and cell from layer 0, then the layer
+** count and the directions from the names present. */
+static int recurrent_sizes(loader *L, const plan *P, rnn_net *net, int64_t *I, int64_t *H, int64_t *proj) {
+  char nm[RNN_MAX_NAME + 64];
+  const char *pre = P->prefix;
+  snprintf(nm, sizeof(nm), "%sweight_ih_l0", pre);
+  tensor *w0 = find(L, nm);
+  snprintf(nm, sizeof(nm), "%sweight_hh_l0", pre);
+  tensor *h0 = find(L, nm);
+  if (!h0) return fail(L, "missing tensor '%s'", nm);
+  snprintf(nm, sizeof(nm), "%sweight_hr_l0", pre);
+  tensor *hr0 = find(L, nm);
+  if (w0->ndim != 2 || h0->ndim != 2 || (hr0 && hr0->ndim != 2)) {
+    return fail(L, "recurrent weights under '%s' must be 2-dimensional", pre);
+  }
+  *I = w0->shape[1];
+  *H = hr0 ? hr0->shape[1] : h0->shape[1];
+  *proj = hr0 ? hr0->shape[0] : 0;
+  int64_t G = w0->shape[0] / *H;
+  if (w0->shape[0] % *H || (G != 1 && G != 3 && G != 4) || (hr0 && G != 4)) {
+    char got[64];
+    return fail(L, "tensor '%sweight_ih_l0' has shape %s: rows must be 1, 3 or 4 times the hidden size %lld%s", pre,
+                shape_str(w0, got, sizeof(got)), (long long)*H, hr0 ? " (4 with weight_hr, LSTM)" : "");
+  }
+  net->gates = (int)G;
+  net->cell = G == 4 ? CELL_LSTM : G == 3 ? CELL_GRU : CELL_RNN_TANH;
+  if (check_cell(L, P, net, G)) return -1;
+  int layers = 0;
+  for (;;) {
+    snprintf(nm, sizeof(nm), "%sweight_ih_l%d", pre, layers);
+    if (!find(L, nm)) break;
+    if (++layers > RNN_MAX_LAYERS) return fail(L, "more than %d layers", RNN_MAX_LAYERS);
+  }
+  net->layers = layers;
+  snprintf(nm, sizeof(nm), "%sweight_ih_l0_reverse", pre);
+  net->dirs = find(L, nm) ? 2 : 1;
+  return 0;
+}
+
+/* Rules 3, 4 and 7: the sizes of rnn_net that the tensor names and shapes tell. */
+static int read_sizes(loader *L, const plan *P, rnn_net *net) {
+  int64_t I = 0, H = 0, proj = 0;
+  if (P->seed ? seed_sizes(L, P, net, &I, &H) : recurrent_sizes(L, P, net, &I, &H, &proj)) return -1;
+  if (I < 1 || I > RNN_MAX_INPUT) return fail(L, "input size %lld is outside 1..%d", (long long)I, RNN_MAX_INPUT);
+  if (H > RNN_MAX_HIDDEN) return fail(L, "hidden size %lld is larger than the limit %d", (long long)H, RNN_MAX_HIDDEN);
+  if (proj >= H) {
+    return fail(L, "tensor '%sweight_hr_l0': proj_size %lld must be smaller than hidden size %lld", P->prefix,
+                (long long)proj, (long long)H);
+  }
+  net->n_in = (int)I;
+  net->hidden = (int)H;
+  net->proj = (int)proj;
+  net->hout = (int)(proj ? proj : H);
+  net->ldg = round_up(net->gates * net->hidden);
+  net->ldp = proj ? round_up((int)proj) : 0;
+  return 0;
+}
+
+/* Rule 6: metadata `readout`: what the head reads after a whole sequence. */
+static int parse_readout(loader *L, rnn_net *net) {
+  const char *v = meta(L, "readout");
+  net->readout = READOUT_LAST_OUTPUT;
+  if (!v || strcmp(v, "last_output") == 0) return 0;
+  if (strcmp(v, "final_states") == 0) {
+    net->readout = READOUT_FINAL_STATES;
+    return 0;
+  }
+  return fail(L, "__metadata__ readout is '%s', expected one of last_output, final_states", v);
+}
+
+/* Rule 6: the activations and the readout. */
+static int parse_settings(loader *L, const plan *P, rnn_net *net) {
+  if (parse_act(L, "output_activation", 1, &net->out_act)) return -1;
+  if (meta(L, "hidden_activation") && !P->seed) {
+    return fail(L, "__metadata__ hidden_activation applies only to the tutorial (seed) cell");
+  }
+  if (parse_act(L, "hidden_activation", 0, &net->hidden_act)) return -1;
+  return parse_readout(L, net);
+}
+
+/* The tensor `name` if present with shape [r] (c == 0) or [r, c], marked used.
+** Returns -1 on a wrong shape or a missing required tensor. */
+static int use(loader *L, const char *name, int64_t r, int64_t c, int required, tensor **out) {
+  tensor *t = expect(L, name, r, c, required);
+  if (out) *out = t;
+  if (t) t->used = 1;
+  return t || !(L->err || L->nomem) ? 0 : -1;
+}
+
+/* Rule 3: every recurrent tensor with its exact shape. */
+static int check_recurrent(loader *L, plan *P, const rnn_net *net) {
+  static const char *const sfx[2] = {"", "_reverse"};
+  char nm[RNN_MAX_NAME + 64];
+  const char *pre = P->prefix;
+  const int64_t GH = (int64_t)net->gates * net->hidden;
+  for (int l = 0; l < net->layers; l++) {
+    int64_t in = l == 0 ? net->n_in : (int64_t)net->dirs * net->hout;
+    for (int d = 0; d < net->dirs; d++) {
+      tensor *b1, *b2;
+      snprintf(nm, sizeof(nm), "%sweight_ih_l%d%s", pre, l, sfx[d]);
+      if (use(L, nm, GH, in, 1, NULL)) return -1;
+      snprintf(nm, sizeof(nm), "%sweight_hh_l%d%s", pre, l, sfx[d]);
+      if (use(L, nm, GH, net->hout, 1, NULL)) return -1;
+      snprintf(nm, sizeof(nm), "%sbias_ih_l%d%s", pre, l, sfx[d]);
+      if (use(L, nm, GH, 0, 0, &b1)) return -1;
+      snprintf(nm, sizeof(nm), "%sbias_hh_l%d%s", pre, l, sfx[d]);
+      if (use(L, nm, GH, 0, 0, &b2)) return -1;
+      if (b1 || b2) P->bias = 1;
+      snprintf(nm, sizeof(nm), "%sweight_hr_l%d%s", pre, l, sfx[d]);
+      if (net->proj && use(L, nm, net->proj, net->hidden, 1, NULL)) return -1;
+    }
+  }
+  return 0;
+}
+
+/* Rule 3, the tutorial cell: i2h.bias, i2o.weight [O, I + H], i2o.bias. */
+static int check_seed(loader *L, plan *P, const rnn_net *net, int64_t *O) {
+  char nm[RNN_MAX_NAME + 64];
+  const char *pre = P->prefix;
+  const int64_t IH = (int64_t)net->n_in + net->hidden;
+  snprintf(nm, sizeof(nm), "%si2h.weight", pre);
+  find(L, nm)->used = 1;
+  snprintf(nm, sizeof(nm), "%si2h.bias", pre);
+  if (use(L, nm, net->hidden, 0, 0, &P->seed_b)) return -1;
+  snprintf(nm, sizeof(nm), "%si2o.weight", pre);
+  P->seed_ow = find(L, nm);
+  if (!P->seed_ow) return fail(L, "missing tensor '%s' [output, %lld]", nm, (long long)IH);
+  *O = P->seed_ow->shape[0];
+  if (use(L, nm, *O, IH, 1, NULL)) return -1;
+  snprintf(nm, sizeof(nm), "%si2o.bias", pre);
+  if (use(L, nm, *O, 0, 0, &P->seed_ob)) return -1;
+  P->bias = P->seed_b || P->seed_ob;
+  return 0;
+}
+
+/* Rule 3: the optional Linear head over the last layer's dirs * hout units. */
+static int check_head(loader *L, plan *P, const rnn_net *net, int64_t *O) {
+  char nm[RNN_MAX_NAME + 16];
+  const int64_t width = (int64_t)net->dirs * net->hout;
+  if (find_head(L, P)) return -1;
+  if (!P->has_head) {
+    *O = width;
+    return 0;
+  }
+  snprintf(nm, sizeof(nm), "%sweight", P->head);
+  P->head_w = find(L, nm);
+  *O = P->head_w->shape[0];
+  if (use(L, nm, *O, width, 1, NULL)) return -1;
+  snprintf(nm, sizeof(nm), "%sbias", P->head);
+  return use(L, nm, *O, 0, 0, &P->head_b);
+}
+
+/* Rule 3: every shape, and no tensor left over. Sets the output size. */
+static int check_tensors(loader *L, plan *P, rnn_model *m) {
+  rnn_net *net = &m->net;
+  int64_t O = 0;
+  if (P->seed ? check_seed(L, P, net, &O) : check_recurrent(L, P, net) || check_head(L, P, net, &O)) return -1;
+  for (int i = 0; i < L->nt; i++) {
+    if (!L->t[i].used) {
+      return fail(L, "tensor '%s' is not used by this %s model (recurrent prefix '%s'%s%s%s): "
+                     "refusing to ignore part of a state_dict",
+                  L->t[i].name, rnn_cell_names[net->cell], P->prefix, P->has_head ? ", head prefix '" : "",
+                  P->has_head ? P->head : "", P->has_head ? "'" : "");
+    }
+  }
+  if (O > RNN_MAX_OUTPUT) return fail(L, "output size %lld is larger than the limit %d", (long long)O, RNN_MAX_OUTPUT);
+  net->n_out = (int)O;
+  net->ldo = round_up((int)O);
+  m->n_params = 0;
+  for (int i = 0; i < L->nt; i++) m->n_params += L->t[i].shape[0] * (L->t[i].ndim == 2 ? L->t[i].shape[1] : 1);
+  return 0;
+}
+
+/* The weight arena as a bump allocator. With base NULL it only counts the
+** floats (pass 1, to size the allocation); with base set it hands out
+** consecutive blocks (pass 2). Both passes run the same layout routines, and
+** the second checks that it took exactly what the first counted. */
+typedef struct arena {
+  float *base;            /* NULL: count mode */
+  int64_t used;           /* floats handed out so far */
+} arena;
+
+static float *take(arena *a, int64_t count) {
+  float *p = a->base ? a->base + a->used : NULL;
+  a->used += count;
+  return p;
+}
+
+/* Copy tensor `name` into dst if present (an absent bias stays zero). */
+static int put_named(loader *L, const char *name, float *dst, int ld) {
+  tensor *t = find(L, name);
+  return t ? put(L, t, dst, ld) : 0;
+}
+
+/* Layout of the recurrent layers: per layer and direction W_ih^T, W_hh^T (one
+** block, see rnn_dir), b_ih, b_hh, b_ih + b_hh, and W_hr^T with proj_size. */
+static int lay_out_layers(loader *L, const plan *P, rnn_model *m, arena *a) {
+  static const char *const sfx[2] = {"", "_reverse"};
+  char nm[RNN_MAX_NAME + 64];
+  rnn_net *net = &m->net;
+  const int ldg = net->ldg;
+  for (int l = 0; l < net->layers; l++) {
+    const int in = l == 0 ? net->n_in : net->dirs * net->hout;
+    if (a->base) m->layers[l].in = in;
+    for (int d = 0; d < net->dirs; d++) {
+      float *wih = take(a, (int64_t)in * ldg), *whh = take(a, (int64_t)net->hout * ldg);
+      float *bih = take(a, ldg), *bhh = take(a, ldg), *bsum = take(a, ldg);
+      float *whr = net->proj ? take(a, (int64_t)net->hidden * net->ldp) : NULL;
+      if (!a->base) continue;
+      rnn_dir *dr = &m->layers[l].dir[d];
+      snprintf(nm, sizeof(nm), "%sweight_ih_l%d%s", P->prefix, l, sfx[d]);
+      if (put_named(L, nm, wih, ldg)) return -1;
+      snprintf(nm, sizeof(nm), "%sweight_hh_l%d%s", P->prefix, l, sfx[d]);
+      if (put_named(L, nm, whh, ldg)) return -1;
+      snprintf(nm, sizeof(nm), "%sbias_ih_l%d%s", P->prefix, l, sfx[d]);
+      if (put_named(L, nm, bih, 0)) return -1;
+      snprintf(nm, sizeof(nm), "%sbias_hh_l%d%s", P->prefix, l, sfx[d]);
+      if (put_named(L, nm, bhh, 0)) return -1;
+      for (int j = 0; j < ldg; j++) bsum[j] = bih[j] + bhh[j];
+      snprintf(nm, sizeof(nm), "%sweight_hr_l%d%s", P->prefix, l, sfx[d]);
+      if (whr && put_named(L, nm, whr, net->ldp)) return -1;
+      dr->wih = wih;
+      dr->whh = whh;
+      dr->bih = bih;
+      dr->bhh = bhh;
+      dr->bsum = bsum;
+      dr->whr = whr;
+    }
+  }
+  return 0;
+}
+
+/* Layout of the tutorial cell: i2h.weight^T [I+H][ldg], i2h.bias, a zero b_hh,
+** i2o.weight^T [I+H][ldo], i2o.bias. */
+static int lay_out_seed(loader *L, const plan *P, rnn_model *m, arena *a) {
+  char nm[RNN_MAX_NAME + 64];
+  rnn_net *net = &m->net;
+  const int64_t IH = (int64_t)net->n_in + net->hidden;
+  float *wih = take(a, IH * net->ldg), *bih = take(a, net->ldg), *bhh = take(a, net->ldg);
+  float *wo = take(a, IH * net->ldo), *bo = take(a, net->ldo);
+  if (!a->base) return 0;
+  rnn_dir *dr = &m->layers[0].dir[0];
+  m->layers[0].in = (int)IH;
+  snprintf(nm, sizeof(nm), "%si2h.weight", P->prefix);
+  if (put_named(L, nm, wih, net->ldg)) return -1;
+  if (P->seed_b && put(L, P->seed_b, bih, 0)) return -1;
+  if (put(L, P->seed_ow, wo, net->ldo)) return -1;
+  if (P->seed_ob && put(L, P->seed_ob, bo, 0)) return -1;
+  dr->wih = wih;
+  dr->bih = bih;
+  dr->bhh = bhh;
+  net->seed_o = wo;
+  net->seed_ob = bo;
+  return 0;
+}
+
+/* Layout of the head (weight^T [dirs*hout][ldo], bias) and of the four
+** standardisation vectors (rule 6), which are parsed straight into place. */
+static int lay_out_head(loader *L, const plan *P, rnn_model *m, arena *a) {
+  rnn_net *net = &m->net;
+  float *hw = NULL, *hb = NULL;
+  int present[4];
+  if (P->head_w) {
+    hw = take(a, (int64_t)net->dirs * net->hout * net->ldo);
+    hb = take(a, net->ldo);
+  }
+  float *im = take(a, round_up(net->n_in)), *is = take(a, round_up(net->n_in));
+  float *om = take(a, net->ldo), *os = take(a, net->ldo);
+  if (!a->base) return 0;
+  if (hw && put(L, P->head_w, hw, net->ldo)) return -1;
+  if (P->head_b && put(L, P->head_b, hb, 0)) return -1;
+  net->head_w = hw;
+  net->head_b = hb;
+  if (parse_vec(L, "input_mean", net->n_in, 0, im, &present[0]) ||
+      parse_vec(L, "input_std", net->n_in, 1, is, &present[1]) ||
+      parse_vec(L, "output_mean", net->n_out, 0, om, &present[2]) ||
+      parse_vec(L, "output_std", net->n_out, 1, os, &present[3])) {
+    return -1;
+  }
+  net->in_mean = present[0] ? im : NULL;
+  net->in_std = present[1] ? is : NULL;
+  net->out_mean = present[2] ? om : NULL;
+  net->out_std = present[3] ? os : NULL;
+  return 0;
+}
+
+static int lay_out(loader *L, const plan *P, rnn_model *m, arena *a) {
+  if (P->seed ? lay_out_seed(L, P, m, a) : lay_out_layers(L, P, m, a)) return -1;
+  return lay_out_head(L, P, m, a);
+}
+
+/* Rules 5 and 7: size the arena (pass 1), allocate it zeroed (absent biases
+** and padding are 0), convert every weight into it (pass 2). */
+static int build_arena(loader *L, const plan *P, rnn_model *m) {
+  arena count = {NULL, 0};
+  lay_out(L, P, m, &count);
+  if (count.used > RNN_MAX_PARAMS) {
+    return fail(L, "model needs %lld floats after padding, more than the limit %u", (long long)count.used,
+                RNN_MAX_PARAMS);
+  }
+  size_t bytes = (size_t)count.used * sizeof(float) + 64;
+  m->arena_raw = sqlite3_malloc64(bytes);
+  m->layers = sqlite3_malloc64(sizeof(rnn_layer) * (size_t)m->net.layers);
+  if (!m->arena_raw || !m->layers) {
+    L->nomem = 1;
+    return -1;
+  }
+  memset(m->arena_raw, 0, bytes);
+  memset(m->layers, 0, sizeof(rnn_layer) * (size_t)m->net.layers);
+  m->arena = (float *)(((uintptr_t)m->arena_raw + 63) & ~(uintptr_t)63);
+  m->net.layer = m->layers;
+  arena carve = {m->arena, 0};
+  if (lay_out(L, P, m, &carve)) return -1;
+  assert(carve.used == count.used);
+  return 0;
+}
+
+/* Metadata keys the loader reads (README "The model BLOB"); any other key is
+** kept and reported by rnn_info() under "warnings". */
+static const char *const known_keys[] = {
+  "cell", "recurrent_prefix", "head_prefix", "output_activation", "hidden_activation", "readout",
+  "input_mean", "input_std", "output_mean", "output_std", "vocab", "unknown_token", "labels",
+  "output_names", "description",
+};
+
+/* Edit distance between a and b, or a value above `limit` once it cannot be
+** within it (keys longer than 64 bytes are never close to a known key). */
+static int edit_distance(const char *a, const char *b, int limit) {
+  int la = (int)strlen(a), lb = (int)strlen(b), row[65];
+  if (la > 64 || lb > 64 || abs(la - lb) > limit) return limit + 1;
+  for (int j = 0; j <= lb; j++) row[j] = j;
+  for (int i = 1; i <= la; i++) {
+    int diag = row[0];
+    row[0] = i;
+    for (int j = 1; j <= lb; j++) {
+      int up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < best) best = up + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      diag = up;
+      row[j] = best;
+    }
+  }
+  return row[lb];
+}
+
+int rnn_meta_key_known(const char *key, const char **suggestion) {
+  int best = 3;  /* suggest a known key at most 2 edits away, and at most a third of the key's length */
+  *suggestion = NULL;
+  for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++) {
+    if (strcmp(key, known_keys[i]) == 0) return 1;
+    int d = edit_distance(key, known_keys[i], 2);
+    if (d < best && 3 * d <= (int)strlen(key)) {
+      best = d;
+      *suggestion = known_keys[i];
+    }
+  }
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Rule 6: metadata `output_names`, one distinct non-empty string per output,
+** kept as JSON string literals for the result objects (util.c) and rnn_info. */
+static int parse_output_names(loader *L, rnn_model *m) {
+  const char *v = meta(L, "output_names");
+  rj_doc d;
+  char jerr[128];
+  int rc = 0, n;
+  if (!v) return 0;
+  int r = rj_parse(v, strlen(v), &d, jerr, sizeof(jerr));
+  if (r == 2) { L->nomem = 1; return -1; }
+  int ok = r == 0 && d.nodes[0].type == RJ_ARRAY && d.nodes[0].n > 0;
+  for (int i = ok ? d.nodes[0].child : -1; i >= 0; i = d.nodes[i].next) {
+    if (d.nodes[i].type != RJ_STRING || d.nodes[i].n == 0) ok = 0;
+  }
+  if (r == 0 && !ok) rj_free(&d);
+  if (!ok) return fail(L, "__metadata__ output_names must be a JSON array of distinct non-empty strings");
+  n = d.nodes[0].n;
+  if (n != m->net.n_out) {
+    rc = fail(L, "__metadata__ output_names has %d names but the model has %d outputs", n, m->net.n_out);
+    goto done;
+  }
+  sqlite3_str *s = sqlite3_str_new(NULL);
+  for (int i = d.nodes[0].child; i >= 0; i = d.nodes[i].next) {
+    rnn_json_string(s, d.nodes[i].str);
+    sqlite3_str_appendchar(s, 1, '\0');
+  }
+  int len = sqlite3_str_length(s);
+  m->names_text = sqlite3_str_finish(s);
+  m->output_names = sqlite3_malloc64(sizeof(char *) * (size_t)n * 2);
+  if (!m->names_text || !m->output_names || len == 0) {
+    L->nomem = 1;
+    rc = -1;
+    goto done;
+  }
+  char **sorted = m->output_names + n;
+  for (int i = 0, at = 0; i < n; i++) {
+    m->output_names[i] = sorted[i] = m->names_text + at;
+    at += (int)strlen(m->names_text + at) + 1;
+  }
+  qsort(sorted, (size_t)n, sizeof(char *), cmp_str);
+  for (int i = 1; i < n && !rc; i++) {
+    if (strcmp(sorted[i - 1], sorted[i]) == 0) {
+      rc = fail(L, "__metadata__ output_names has the name %s twice", sorted[i]);
+    }
+  }
+  m->n_output_names = rc ? 0 : n;
+done:
+  rj_free(&d);
+  return rc;
+}
 
 int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **err) {
   loader L;
   plan P;
   rnn_model *m = NULL;
-  char nm[RNN_MAX_NAME + 64];
   memset(&L, 0, sizeof(L));
   memset(&P, 0, sizeof(P));
   L.md = -1;
@@ -458,315 +931,29 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
   if (!m) { L.nomem = 1; goto fail; }
   memset(m, 0, sizeof(*m));
   m->unknown = -1;
-  rnn_net *net = &m->net;
-  const char *pre = P.prefix;
-  const char *cell = meta(&L, "cell");
-  tensor *w0, *h0, *hr0 = NULL;
-  int64_t I, H, G, proj = 0;
-
-  if (P.seed) {
-    snprintf(nm, sizeof(nm), "%si2h.weight", pre);
-    w0 = find(&L, nm);
-    if (w0->ndim != 2 || w0->shape[1] <= w0->shape[0]) {
-      char got[64];
-      fail(&L, "tensor '%s' has shape %s, expected [hidden, input + hidden]", nm, shape_str(w0, got, sizeof(got)));
-      goto fail;
-    }
-    H = w0->shape[0];
-    I = w0->shape[1] - H;
-    G = 1;
-    net->cell = CELL_SEED;
-    net->layers = 1;
-    net->dirs = 1;
-  } else {
-    snprintf(nm, sizeof(nm), "%sweight_ih_l0", pre);
-    w0 = find(&L, nm);
-    snprintf(nm, sizeof(nm), "%sweight_hh_l0", pre);
-    h0 = find(&L, nm);
-    if (!h0) { fail(&L, "missing tensor '%s'", nm); goto fail; }
-    snprintf(nm, sizeof(nm), "%sweight_hr_l0", pre);
-    hr0 = find(&L, nm);
-    if (w0->ndim != 2 || h0->ndim != 2 || (hr0 && hr0->ndim != 2)) {
-      fail(&L, "recurrent weights under '%s' must be 2-dimensional", pre);
-      goto fail;
-    }
-    I = w0->shape[1];
-    if (hr0) {
-      proj = hr0->shape[0];
-      H = hr0->shape[1];
-    } else {
-      H = h0->shape[1];
-    }
-    G = w0->shape[0] / H;
-    if (w0->shape[0] % H || (G != 1 && G != 3 && G != 4) || (hr0 && G != 4)) {
-      char got[64];
-      fail(&L, "tensor '%sweight_ih_l0' has shape %s: rows must be 1, 3 or 4 times the hidden size %lld%s", pre,
-           shape_str(w0, got, sizeof(got)), (long long)H, hr0 ? " (4 with weight_hr, LSTM)" : "");
-      goto fail;
-    }
-    net->cell = G == 4 ? CELL_LSTM : G == 3 ? CELL_GRU : CELL_RNN_TANH;
-    if (cell) {
-      int want = -1;
-      for (int c = 0; c < 5; c++) {
-        if (strcmp(cell, cell_names[c]) == 0) want = c;
-      }
-      if (want < 0) {
-        fail(&L, "__metadata__ cell is '%s', expected one of rnn_tanh, rnn_relu, lstm, gru, seed", cell);
-        goto fail;
-      }
-      if (want == CELL_RNN_RELU && net->cell == CELL_RNN_TANH) net->cell = CELL_RNN_RELU;
-      if (want != net->cell) {
-        fail(&L, "__metadata__ cell is '%s' but the tensors under '%s' have %lld gates (%s)", cell, pre,
-             (long long)G, cell_names[net->cell]);
-        goto fail;
-      }
-    }
-    int layers = 0;
-    for (;;) {
-      snprintf(nm, sizeof(nm), "%sweight_ih_l%d", pre, layers);
-      if (!find(&L, nm)) break;
-      if (++layers > RNN_MAX_LAYERS) {
-        fail(&L, "more than %d layers", RNN_MAX_LAYERS);
-        goto fail;
-      }
-    }
-    net->layers = layers;
-    snprintf(nm, sizeof(nm), "%sweight_ih_l0_reverse", pre);
-    net->dirs = find(&L, nm) ? 2 : 1;
-  }
-  if (I < 1 || I > RNN_MAX_INPUT) { fail(&L, "input size %lld is outside 1..%d", (long long)I, RNN_MAX_INPUT); goto fail; }
-  if (H > RNN_MAX_HIDDEN) { fail(&L, "hidden size %lld is larger than the limit %d", (long long)H, RNN_MAX_HIDDEN); goto fail; }
-  if (proj >= H) { fail(&L, "tensor '%sweight_hr_l0': proj_size %lld must be smaller than hidden size %lld", pre, (long long)proj, (long long)H); goto fail; }
-  net->n_in = (int)I;
-  net->hidden = (int)H;
-  net->proj = (int)proj;
-  net->hout = (int)(proj ? proj : H);
-  net->gates = (int)G;
-  net->ldg = round_up((int)(G * H));
-  net->ldp = proj ? round_up((int)proj) : 0;
-  if (parse_act(&L, "output_activation", 1, &net->out_act)) goto fail;
-  if (meta(&L, "hidden_activation") && !P.seed) {
-    fail(&L, "__metadata__ hidden_activation applies only to the tutorial (seed) cell");
-    goto fail;
-  }
-  if (parse_act(&L, "hidden_activation", 0, &net->hidden_act)) goto fail;
-
-  /* Pass 1: check every shape and size the arena. Pass 2 fills it. */
+  if (read_sizes(&L, &P, &m->net)) goto fail;
+  if (parse_settings(&L, &P, &m->net)) goto fail;
+  if (check_tensors(&L, &P, m)) goto fail;
+  if (build_arena(&L, &P, m)) goto fail;
+  m->net.k = rnn_kernels_pick();
   {
-    int64_t need = 0, O = 0, params = 0;
-    const int dirs = net->dirs, hout = net->hout;
-    const char *sfx[2] = {"", "_reverse"};
-    tensor *ht = NULL, *hb = NULL, *ow = NULL, *ob = NULL, *sb = NULL;
-    for (int l = 0; !P.seed && l < net->layers; l++) {
-      int64_t in = l == 0 ? I : (int64_t)dirs * hout;
-      for (int d = 0; d < dirs; d++) {
-        snprintf(nm, sizeof(nm), "%sweight_ih_l%d%s", pre, l, sfx[d]);
-        if (!expect(&L, nm, G * H, in, 1)) goto fail;
-        find(&L, nm)->used = 1;
-        snprintf(nm, sizeof(nm), "%sweight_hh_l%d%s", pre, l, sfx[d]);
-        if (!expect(&L, nm, G * H, hout, 1)) goto fail;
-        find(&L, nm)->used = 1;
-        snprintf(nm, sizeof(nm), "%sbias_ih_l%d%s", pre, l, sfx[d]);
-        if (expect(&L, nm, G * H, 0, 0)) find(&L, nm)->used = 1;
-        else if (L.err || L.nomem) goto fail;
-        snprintf(nm, sizeof(nm), "%sbias_hh_l%d%s", pre, l, sfx[d]);
-        if (expect(&L, nm, G * H, 0, 0)) find(&L, nm)->used = 1;
-        else if (L.err || L.nomem) goto fail;
-        snprintf(nm, sizeof(nm), "%sweight_hr_l%d%s", pre, l, sfx[d]);
-        if (proj) {
-          if (!expect(&L, nm, proj, H, 1)) goto fail;
-          find(&L, nm)->used = 1;
-        }
-        need += in * net->ldg + (int64_t)hout * net->ldg + 3 * net->ldg + (proj ? H * net->ldp : 0);
-        if (need > RNN_MAX_PARAMS) break;
-      }
-    }
-    if (P.seed) {
-      snprintf(nm, sizeof(nm), "%si2h.weight", pre);
-      find(&L, nm)->used = 1;
-      snprintf(nm, sizeof(nm), "%si2h.bias", pre);
-      if ((sb = expect(&L, nm, H, 0, 0)) != NULL) sb->used = 1;
-      else if (L.err || L.nomem) goto fail;
-      snprintf(nm, sizeof(nm), "%si2o.weight", pre);
-      ow = find(&L, nm);
-      if (!ow) { fail(&L, "missing tensor '%s' [output, %lld]", nm, (long long)(I + H)); goto fail; }
-      O = ow->shape[0];
-      if (!expect(&L, nm, O, I + H, 1)) goto fail;
-      ow->used = 1;
-      snprintf(nm, sizeof(nm), "%si2o.bias", pre);
-      if ((ob = expect(&L, nm, O, 0, 0)) != NULL) ob->used = 1;
-      else if (L.err || L.nomem) goto fail;
-    } else {
-      if (find_head(&L, &P)) goto fail;
-      if (P.has_head) {
-        snprintf(nm, sizeof(nm), "%sweight", P.head);
-        ht = find(&L, nm);
-        O = ht->shape[0];
-        if (!expect(&L, nm, O, (int64_t)dirs * hout, 1)) goto fail;
-        ht->used = 1;
-        snprintf(nm, sizeof(nm), "%sbias", P.head);
-        if ((hb = expect(&L, nm, O, 0, 0)) != NULL) hb->used = 1;
-        else if (L.err || L.nomem) goto fail;
-      } else {
-        O = (int64_t)dirs * hout;
-      }
-    }
-    for (int i = 0; i < L.nt; i++) {
-      if (!L.t[i].used) {
-        fail(&L, "tensor '%s' is not used by this %s model (recurrent prefix '%s'%s%s%s): "
-                 "refusing to ignore part of a state_dict",
-             L.t[i].name, cell_names[net->cell], pre, P.has_head ? ", head prefix '" : "",
-             P.has_head ? P.head : "", P.has_head ? "'" : "");
-        goto fail;
-      }
-    }
-    if (O > RNN_MAX_OUTPUT) { fail(&L, "output size %lld is larger than the limit %d", (long long)O, RNN_MAX_OUTPUT); goto fail; }
-    net->n_out = (int)O;
-    net->ldo = round_up((int)O);
-    if (P.seed) need = (I + H) * net->ldg + 2 * net->ldg + (I + H) * net->ldo + net->ldo;
-    if (ht) need += (int64_t)dirs * hout * net->ldo + net->ldo;
-    need += 2 * round_up((int)I) + 2 * net->ldo;
-    for (int i = 0; i < L.nt; i++) params += (int64_t)L.t[i].shape[0] * (L.t[i].ndim == 2 ? L.t[i].shape[1] : 1);
-    m->n_params = params;
-    if (need > RNN_MAX_PARAMS) {
-      fail(&L, "model needs %lld floats after padding, more than the limit %u", (long long)need, RNN_MAX_PARAMS);
-      goto fail;
-    }
-    /* Pass 2: carve the arena (zeroed, so absent biases and padding are 0). */
-    m->arena_raw = sqlite3_malloc64((sqlite3_uint64)need * sizeof(float) + 64);
-    m->layers = sqlite3_malloc64(sizeof(rnn_layer) * (size_t)net->layers);
-    if (!m->arena_raw || !m->layers) { L.nomem = 1; goto fail; }
-    memset(m->arena_raw, 0, (size_t)need * sizeof(float) + 64);
-    memset(m->layers, 0, sizeof(rnn_layer) * (size_t)net->layers);
-    m->arena = (float *)(((uintptr_t)m->arena_raw + 63) & ~(uintptr_t)63);
-    net->layer = m->layers;
-    float *a = m->arena;
-#define CARVE(ptr, count) do { ptr = a; a += (count); } while (0)
-    for (int l = 0; !P.seed && l < net->layers; l++) {
-      rnn_layer *ly = &m->layers[l];
-      ly->in = l == 0 ? (int)I : dirs * hout;
-      for (int d = 0; d < dirs; d++) {
-        float *w;
-        rnn_dir *dr = &ly->dir[d];
-        CARVE(w, (size_t)ly->in * net->ldg);
-        snprintf(nm, sizeof(nm), "%sweight_ih_l%d%s", pre, l, sfx[d]);
-        if (put(&L, find(&L, nm), w, net->ldg)) goto fail;
-        dr->wih = w;
-        CARVE(w, (size_t)hout * net->ldg);
-        snprintf(nm, sizeof(nm), "%sweight_hh_l%d%s", pre, l, sfx[d]);
-        if (put(&L, find(&L, nm), w, net->ldg)) goto fail;
-        dr->whh = w;
-        CARVE(w, net->ldg);
-        snprintf(nm, sizeof(nm), "%sbias_ih_l%d%s", pre, l, sfx[d]);
-        if (find(&L, nm) && put(&L, find(&L, nm), w, 0)) goto fail;
-        if (find(&L, nm)) P.bias = 1;
-        dr->bih = w;
-        CARVE(w, net->ldg);
-        snprintf(nm, sizeof(nm), "%sbias_hh_l%d%s", pre, l, sfx[d]);
-        if (find(&L, nm) && put(&L, find(&L, nm), w, 0)) goto fail;
-        if (find(&L, nm)) P.bias = 1;
-        dr->bhh = w;
-        CARVE(w, net->ldg);
-        for (int j = 0; j < net->ldg; j++) w[j] = dr->bih[j] + dr->bhh[j];
-        dr->bsum = w;
-        if (proj) {
-          CARVE(w, (size_t)H * net->ldp);
-          snprintf(nm, sizeof(nm), "%sweight_hr_l%d%s", pre, l, sfx[d]);
-          if (put(&L, find(&L, nm), w, net->ldp)) goto fail;
-          dr->whr = w;
-        }
-      }
-    }
-    if (P.seed) {
-      float *w;
-      m->layers[0].in = (int)(I + H);
-      CARVE(w, (size_t)(I + H) * net->ldg);
-      snprintf(nm, sizeof(nm), "%si2h.weight", pre);
-      if (put(&L, find(&L, nm), w, net->ldg)) goto fail;
-      m->layers[0].dir[0].wih = w;
-      CARVE(w, net->ldg);
-      if (sb && put(&L, sb, w, 0)) goto fail;
-      m->layers[0].dir[0].bih = w;
-      CARVE(w, net->ldg);
-      m->layers[0].dir[0].bhh = w;
-      CARVE(w, (size_t)(I + H) * net->ldo);
-      if (put(&L, ow, w, net->ldo)) goto fail;
-      net->seed_o = w;
-      CARVE(w, net->ldo);
-      if (ob && put(&L, ob, w, 0)) goto fail;
-      net->seed_ob = w;
-      P.bias = sb || ob;
-    }
-    if (ht) {
-      float *w;
-      CARVE(w, (size_t)dirs * hout * net->ldo);
-      if (put(&L, ht, w, net->ldo)) goto fail;
-      net->head_w = w;
-      CARVE(w, net->ldo);
-      if (hb && put(&L, hb, w, 0)) goto fail;
-      net->head_b = w;
-    }
-    {
-      float *w;
-      int present;
-      CARVE(w, round_up((int)I));
-      if (parse_vec(&L, "input_mean", (int)I, 0, w, &present)) goto fail;
-      net->in_mean = present ? w : NULL;
-      CARVE(w, round_up((int)I));
-      if (parse_vec(&L, "input_std", (int)I, 1, w, &present)) goto fail;
-      net->in_std = present ? w : NULL;
-      CARVE(w, net->ldo);
-      if (parse_vec(&L, "output_mean", (int)O, 0, w, &present)) goto fail;
-      net->out_mean = present ? w : NULL;
-      CARVE(w, net->ldo);
-      if (parse_vec(&L, "output_std", (int)O, 1, w, &present)) goto fail;
-      net->out_std = present ? w : NULL;
-    }
-#undef CARVE
+    int rc = rnn_tokens_load(m, meta(&L, "vocab"), meta(&L, "labels"), meta(&L, "unknown_token"), &L.err);
+    if (rc == SQLITE_NOMEM) L.nomem = 1;
+    if (rc != SQLITE_OK) goto fail;
   }
-  net->k = rnn_kernels_pick();
-
-  if (parse_tokens(&L, m)) goto fail;
-
-  /* rnn_info() text, built once. */
+  if (parse_output_names(&L, m)) goto fail;
   {
-    int ndt[4] = {0, 0, 0, 0};
-    sqlite3_str *s = sqlite3_str_new(NULL);
-    for (int i = 0; i < L.nt; i++) ndt[L.t[i].dtype]++;
-    sqlite3_str_appendf(s, "{\"cell\":\"%s\",\"input_size\":%d,\"hidden_size\":%d,\"proj_size\":%d,"
-                           "\"num_layers\":%d,\"bidirectional\":%s,\"bias\":%s,\"output_size\":%d,",
-                        cell_names[net->cell], net->n_in, net->hidden, net->proj, net->layers,
-                        net->dirs == 2 ? "true" : "false", P.bias ? "true" : "false", net->n_out);
-    sqlite3_str_appendf(s, "\"head\":%s,\"output_activation\":\"%s\",", P.has_head ? "true" : "false",
-                        act_names[net->out_act]);
-    if (P.seed) sqlite3_str_appendf(s, "\"hidden_activation\":\"%s\",", act_names[net->hidden_act]);
-    sqlite3_str_appendf(s, "\"recurrent_prefix\":");
-    json_string(s, pre);
-    if (P.has_head) {
-      sqlite3_str_appendf(s, ",\"head_prefix\":");
-      json_string(s, P.head);
-    }
-    sqlite3_str_appendf(s, ",\"parameters\":%lld,\"tensors\":%d,\"dtypes\":{", (long long)m->n_params, L.nt);
-    for (int d = 0, first = 1; d < 4; d++) {
-      if (!ndt[d]) continue;
-      sqlite3_str_appendf(s, "%s\"%s\":%d", first ? "" : ",", dt_name[d], ndt[d]);
-      first = 0;
-    }
-    sqlite3_str_appendf(s, "},\"kernel\":\"%s\",\"metadata\":{", net->k->name);
-    const rj_node *nd = L.doc.nodes;
-    for (int k = L.md >= 0 ? nd[L.md].child : -1; k >= 0; k = nd[nd[k].next].next) {
-      if (k != nd[L.md].child) sqlite3_str_appendchar(s, 1, ',');
-      json_string(s, nd[k].str);
-      sqlite3_str_appendchar(s, 1, ':');
-      json_string(s, nd[nd[k].next].str);
-    }
-    sqlite3_str_appendf(s, "}}");
-    if (sqlite3_str_errcode(s)) {
-      sqlite3_free(sqlite3_str_finish(s));
-      L.nomem = 1;
-      goto fail;
-    }
-    m->info = sqlite3_str_finish(s);
+    rnn_load_facts f;
+    memset(&f, 0, sizeof(f));
+    f.recurrent_prefix = P.prefix;
+    f.head_prefix = P.has_head ? P.head : NULL;
+    f.bias = P.bias;
+    f.tensors = L.nt;
+    for (int i = 0; i < L.nt; i++) f.dtype_count[L.t[i].dtype]++;
+    f.doc = &L.doc;
+    f.md = L.md;
+    m->info = rnn_info_json(m, &f);
+    if (!m->info) { L.nomem = 1; goto fail; }
   }
   rj_free(&L.doc);
   sqlite3_free(L.t);
@@ -791,113 +978,7 @@ void rnn_model_free(rnn_model *m) {
   sqlite3_free(m->layers);
   sqlite3_free(m->info);
   sqlite3_free(m->tok_block);
+  sqlite3_free(m->output_names);
+  sqlite3_free(m->names_text);
   sqlite3_free(m);
-}
-
-static uint32_t token_hash(const char *z, int n) {
-  uint32_t h = 2166136261u;
-  for (int i = 0; i < n; i++) h = (h ^ (unsigned char)z[i]) * 16777619u;
-  return h;
-}
-
-int rnn_model_token(const rnn_model *m, const char *z, int n) {
-  if (!m->n_vocab || n <= 0 || n > m->max_token) return -1;
-  for (uint32_t i = token_hash(z, n) & (uint32_t)(m->hash_size - 1);; i = (i + 1) & (uint32_t)(m->hash_size - 1)) {
-    int t = m->vocab_hash[i];
-    if (t < 0) return -1;
-    if (m->vocab_len[t] == n && memcmp(m->vocab[t], z, (size_t)n) == 0) return t;
-  }
-}
-
-/* Rule 6: vocab, unknown_token and labels, into one block. */
-static int parse_tokens(loader *L, rnn_model *m) {
-  const char *vz = meta(L, "vocab"), *lz = meta(L, "labels"), *uz = meta(L, "unknown_token");
-  rj_doc dv, dl;
-  char jerr[128];
-  int rc = 0, nv = 0, nl = 0;
-  size_t bytes = 0;
-  memset(&dv, 0, sizeof(dv));
-  memset(&dl, 0, sizeof(dl));
-  if (vz) {
-    int r = rj_parse(vz, strlen(vz), &dv, jerr, sizeof(jerr));
-    if (r == 2) { L->nomem = 1; return -1; }
-    int ok = r == 0 && dv.nodes[0].type == RJ_ARRAY && dv.nodes[0].n > 0;
-    for (int i = ok ? dv.nodes[0].child : -1; i >= 0; i = dv.nodes[i].next) {
-      if (dv.nodes[i].type != RJ_STRING || dv.nodes[i].n == 0) ok = 0;
-      else bytes += (size_t)dv.nodes[i].n + 1;
-    }
-    if (!ok) {
-      rc = fail(L, "__metadata__ vocab must be a JSON array of distinct non-empty strings");
-      goto done;
-    }
-    nv = dv.nodes[0].n;
-    if (nv != m->net.n_in) {
-      rc = fail(L, "__metadata__ vocab has %d tokens but the model takes %d inputs", nv, m->net.n_in);
-      goto done;
-    }
-  } else if (uz) {
-    rc = fail(L, "__metadata__ unknown_token needs a vocab");
-    goto done;
-  }
-  if (lz) {
-    int r = rj_parse(lz, strlen(lz), &dl, jerr, sizeof(jerr));
-    if (r == 2) { L->nomem = 1; rc = -1; goto done; }
-    int ok = r == 0 && dl.nodes[0].type == RJ_ARRAY;
-    for (int i = ok ? dl.nodes[0].child : -1; i >= 0; i = dl.nodes[i].next) {
-      if (dl.nodes[i].type != RJ_STRING) ok = 0;
-      else bytes += (size_t)dl.nodes[i].n + 1;
-    }
-    if (!ok) {
-      rc = fail(L, "__metadata__ labels must be a JSON array of strings");
-      goto done;
-    }
-    nl = dl.nodes[0].n;
-    if (nl != m->net.n_out) {
-      rc = fail(L, "__metadata__ labels has %d names but the model has %d outputs", nl, m->net.n_out);
-      goto done;
-    }
-  }
-  if (!nv && !nl) goto done;
-  int hs = 1;
-  while (hs < 2 * nv) hs *= 2;
-  m->tok_block = sqlite3_malloc64(sizeof(char *) * (size_t)(nv + nl) + sizeof(int) * (size_t)(nv + hs) + bytes);
-  if (!m->tok_block) { L->nomem = 1; rc = -1; goto done; }
-  m->vocab = (char **)m->tok_block;
-  m->labels = m->vocab + nv;
-  m->vocab_len = (int *)(m->labels + nl);
-  m->vocab_hash = m->vocab_len + nv;
-  char *sp = (char *)(m->vocab_hash + hs);
-  m->hash_size = hs;
-  m->unknown = -1;
-  for (int i = 0; i < hs; i++) m->vocab_hash[i] = -1;
-  for (int i = nv ? dv.nodes[0].child : -1; i >= 0; i = dv.nodes[i].next) {
-    const char *tok = dv.nodes[i].str;
-    int len = dv.nodes[i].n;
-    if (rnn_model_token(m, tok, len) >= 0) {
-      rc = fail(L, "__metadata__ vocab has the token '%s' twice", tok);
-      goto done;
-    }
-    int t = m->n_vocab++;
-    memcpy(sp, tok, (size_t)len + 1);
-    m->vocab[t] = sp;
-    m->vocab_len[t] = len;
-    sp += len + 1;
-    if (len > m->max_token) m->max_token = len;
-    uint32_t h = token_hash(tok, len) & (uint32_t)(hs - 1);
-    while (m->vocab_hash[h] >= 0) h = (h + 1) & (uint32_t)(hs - 1);
-    m->vocab_hash[h] = t;
-  }
-  for (int i = nl ? dl.nodes[0].child : -1; i >= 0; i = dl.nodes[i].next) {
-    memcpy(sp, dl.nodes[i].str, (size_t)dl.nodes[i].n + 1);
-    m->labels[m->n_labels++] = sp;
-    sp += dl.nodes[i].n + 1;
-  }
-  if (uz) {
-    m->unknown = rnn_model_token(m, uz, (int)strlen(uz));
-    if (m->unknown < 0) rc = fail(L, "__metadata__ unknown_token '%s' is not in vocab", uz);
-  }
-done:
-  rj_free(&dv);
-  rj_free(&dl);
-  return rc;
 }

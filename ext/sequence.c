@@ -1,36 +1,41 @@
 /*
-** sequence.c: sequences and rows as SQL values, and rnn_sequence(), the
-** aggregate that builds an ordered sequence on any SQLite version.
+** sequence.c: owns reading a whole sequence from one SQL value into rnn_seq
+** (rnn_eval, rnn_classify, rnn_steps, rnn_forecast). Rows of the window
+** functions are read in features.c; rnn_sequence() lives in seqagg.c.
 **
 **   SELECT rnn_eval('m', '[0.1, 0.5, 0.2]');                -- JSON numbers: 3 steps
 **   SELECT rnn_eval('m2', '[[0.1, 1], [0.5, 2]]');          -- JSON arrays: 2 steps x 2 features
 **   SELECT rnn_eval('m', x'CDCCCC3D...');                   -- float32 BLOB of T*I values
 **   SELECT rnn_classify('lang', 'schmidt');                 -- TEXT, split into the vocab's tokens
-**   SELECT rnn_eval('m', (SELECT rnn_sequence(t, v) FROM readings WHERE device = 7));
 **
 ** Rules kept:
 **  1. A JSON sequence is an array of numbers (models with one feature) or of
 **     arrays of exactly I numbers; a BLOB holds T*I little-endian float32 values;
-**     TEXT for a model with a `vocab` is split into its tokens, longest match
-**     first, and one-hot encoded. Every value must be finite in float32.
+**     TEXT for a model with a `vocab` is split into its tokens (tokenizer.c) and
+**     one-hot encoded. Every value must round to a finite float32 (f32.h).
 **  2. A character that starts no token is an error naming it and its position,
 **     unless the model declares an `unknown_token`, which stands in for it.
 **  3. An empty sequence is an error; a NULL sequence gives NULL.
-**  4. Sequences hold at most RNN_MAX_SEQ_VALUES values.
-**  5. rnn_sequence(t, x1, ...) sorts its rows by t (numbers before text, as SQL
-**     orders them; ties by the features) and returns a float32 BLOB: ordered by
-**     construction whatever order SQLite feeds the aggregate. Rows with a NULL
-**     key or feature are skipped; no rows give NULL.
+**  4. Sequences hold at most RNN_MAX_SEQ_VALUES values, one limit and one
+**     message for every encoding. Memory stays within the limit whatever the
+**     input length: JSON is streamed (json.c rule 6) into float32 values, and
+**     TEXT is split twice, to count its tokens and then to store them.
+**  5. Errors come in a fixed order whatever the encoding: the syntax of the
+**     whole value, then its kind, emptiness, the limit, then the first bad step.
+**  6. A BLOB that is float64 (numpy's default) is not float32: when a length or
+**     a non-finite value gives it away, the error says so and how to convert.
 */
-#include "sequence.h"
+#include "f32.h"
 #include "json.h"
+#include "sequence.h"
+#include "tokenizer.h"
 SQLITE_EXTENSION_INIT3
-#include <math.h>
-#include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 
-
-static int finite_f32(double d) { return fabs(d) <= 3.4028234663852886e38; }
+#define TO_F32 "pass float32, e.g. sqlite_rnn.sequence(x) or x.astype('<f4').tobytes()"
+#define F64_LEN_HINT "; float64 values (numpy's default) take 8 bytes each: " TO_F32
+#define F64_HINT ": it reads as float64 values (numpy's default); " TO_F32
 
 void rnn_seq_free(rnn_seq *s) {
   sqlite3_free(s->xs);
@@ -38,16 +43,22 @@ void rnn_seq_free(rnn_seq *s) {
   memset(s, 0, sizeof(*s));
 }
 
-static int alloc_seq(rnn_err *err, const char *fn, rnn_seq *s, int64_t T, int I, int tokens) {
+/* Rules 3 and 4 for T steps of I values. */
+static int check_size(rnn_err *err, const char *fn, int64_t T, int I) {
   if (T == 0) {
     rnn_err_set(err, "%s(): sequence is empty", fn);
     return -1;
   }
   if (T > RNN_MAX_SEQ_VALUES / I) {
     rnn_err_set(err, "%s(): sequence has %lld steps of %d values, more than the limit of %d values", fn,
-              (long long)T, I, RNN_MAX_SEQ_VALUES);
+                (long long)T, I, RNN_MAX_SEQ_VALUES);
     return -1;
   }
+  return 0;
+}
+
+static int alloc_seq(rnn_err *err, const char *fn, rnn_seq *s, int64_t T, int I, int tokens) {
+  if (check_size(err, fn, T, I)) return -1;
   s->T = T;
   s->xs = sqlite3_malloc64((size_t)T * (size_t)I * sizeof(float));
   if (tokens) s->tokens = sqlite3_malloc64((size_t)T * sizeof(int));
@@ -58,6 +69,15 @@ static int alloc_seq(rnn_err *err, const char *fn, rnn_seq *s, int64_t T, int I,
   }
   memset(s->xs, 0, (size_t)T * (size_t)I * sizeof(float));
   return 0;
+}
+
+/* Rule 6: n bytes read as float64 are all finite. */
+static int finite_as_f64(const unsigned char *p, int n) {
+  if (n % 8) return 0;
+  for (int i = 0; i < n; i += 8) {
+    if (!isfinite(rnn_f64_get(p + i))) return 0;
+  }
+  return 1;
 }
 
 static int read_blob(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *s) {
@@ -73,18 +93,16 @@ static int read_blob(rnn_err *err, const rnn_model *m, sqlite3_value *v, const c
     return -1;
   }
   if (n % (4 * I)) {
-    rnn_err_set(err, "%s(): sequence BLOB has %d bytes, not a multiple of %d (%d float32 feature%s per step)", fn, n,
-              4 * I, I, I == 1 ? "" : "s");
+    rnn_err_set(err, "%s(): sequence BLOB has %d bytes, not a multiple of %d (%d float32 feature%s per step)%s", fn,
+                n, 4 * I, I, I == 1 ? "" : "s", n % 8 == 0 ? F64_LEN_HINT : "");
     return -1;
   }
   if (alloc_seq(err, fn, s, n / (4 * I), I, 0)) return -1;
   for (int i = 0; i < n / 4; i++) {
-    uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 | (uint32_t)p[4 * i + 2] << 16 |
-                 (uint32_t)p[4 * i + 3] << 24;
-    float f;
-    memcpy(&f, &u, 4);
+    float f = rnn_f32_get(p + 4 * i);
     if (!isfinite(f)) {
-      rnn_err_set(err, "%s(): sequence step %d feature %d is not finite", fn, i / I, i % I + 1);
+      rnn_err_set(err, "%s(): sequence step %d feature %d is not finite%s", fn, i / I, i % I + 1,
+                  finite_as_f64(p, n) ? F64_HINT : "");
       rnn_seq_free(s);
       return -1;
     }
@@ -98,113 +116,174 @@ static const char *json_kind(rj_type t) {
   return k[t];
 }
 
-static int read_json(rnn_err *err, const rnn_model *m, const char *z, int n, const char *fn, rnn_seq *s) {
-  const int I = m->net.n_in;
-  rj_doc d;
-  char jerr[128];
-  int rc = rj_parse(z, (size_t)n, &d, jerr, sizeof(jerr));
-  if (rc == 2) {
+/* A JSON sequence being streamed: values land in xs while they fit the limit
+** and no step has failed; steps are counted to the end (rule 5). */
+typedef struct json_seq {
+  rj_reader r;
+  const char *fn;
+  int I;
+  float *xs;              /* [cap] values; owned */
+  int64_t cap, T;
+  int64_t keep;           /* steps that may be stored: RNN_MAX_SEQ_VALUES / I */
+  char *bad;              /* the first bad step's message (sqlite3_mprintf); owned */
+  int nomem;
+} json_seq;
+
+static void bad_step(json_seq *j, const char *fmt, ...) {
+  if (j->bad || j->nomem) return;
+  va_list ap;
+  va_start(ap, fmt);
+  j->bad = sqlite3_vmprintf(fmt, ap);
+  va_end(ap);
+  if (!j->bad) j->nomem = 1;
+}
+
+/* Room for step T; NULL once nothing more is stored. */
+static float *step_row(json_seq *j) {
+  if (j->bad || j->nomem || j->T >= j->keep) return NULL;
+  if ((j->T + 1) * j->I > j->cap) {
+    int64_t cap = j->cap ? j->cap * 2 : 256;
+    if (cap > j->keep * j->I) cap = j->keep * j->I;
+    if (cap < (j->T + 1) * j->I) cap = (j->T + 1) * j->I;
+    float *nx = sqlite3_realloc64(j->xs, (size_t)cap * sizeof(float));
+    if (!nx) {
+      j->nomem = 1;
+      return NULL;
+    }
+    j->xs = nx;
+    j->cap = cap;
+  }
+  return j->xs + j->T * j->I;
+}
+
+/* Skip the rest of an array just opened. Returns the last event. */
+static int skip_array(json_seq *j) {
+  int depth = 1, ev = RJ_EV_OPEN;
+  while (depth > 0) {
+    ev = rj_reader_next(&j->r);
+    if (ev < 0) return ev;
+    depth += ev == RJ_EV_OPEN ? 1 : ev == RJ_EV_CLOSE ? -1 : 0;
+  }
+  return ev;
+}
+
+/* One step that is an array: exactly I finite numbers. Returns the last event. */
+static int json_step_array(json_seq *j) {
+  float *row = step_row(j);
+  int k = 0, ev, bad_k = 0;
+  const char *bad_what = NULL; /* the first bad feature, reported if the count is right */
+  while ((ev = rj_reader_next(&j->r)) != RJ_EV_CLOSE) {
+    if (ev < 0) return ev;
+    k++;
+    if (ev == RJ_EV_OPEN) {
+      if ((ev = skip_array(j)) < 0) return ev;
+      if (!bad_what) {
+        bad_what = "an array";
+        bad_k = k;
+      }
+    } else if (j->r.type != RJ_NUMBER || !rnn_f32_finite(j->r.num)) {
+      if (!bad_what) {
+        bad_what = j->r.type == RJ_NUMBER ? "out of float32 range" : json_kind(j->r.type);
+        bad_k = k;
+      }
+    } else if (row && k <= j->I) {
+      row[k - 1] = (float)j->r.num;
+    }
+  }
+  if (k != j->I) {
+    bad_step(j, "%s(): sequence step %lld has %d feature%s, the model expects %d", j->fn, (long long)j->T, k,
+             k == 1 ? "" : "s", j->I);
+  } else if (bad_what) {
+    bad_step(j, "%s(): sequence step %lld feature %d is %s, expected a finite number", j->fn, (long long)j->T,
+             bad_k, bad_what);
+  }
+  return ev;
+}
+
+/* One step that is not an array. */
+static void json_step_value(json_seq *j) {
+  if (j->r.type == RJ_NUMBER && j->I == 1) {
+    float *row = step_row(j);
+    if (!rnn_f32_finite(j->r.num)) {
+      bad_step(j, "%s(): sequence step %lld is not a finite float32 number", j->fn, (long long)j->T);
+    } else if (row) {
+      row[0] = (float)j->r.num;
+    }
+  } else if (j->r.type == RJ_NUMBER) {
+    bad_step(j, "%s(): sequence step %lld is a number, but the model expects %d features per step", j->fn,
+             (long long)j->T, j->I);
+  } else {
+    bad_step(j, "%s(): sequence step %lld is %s, expected a number or an array", j->fn, (long long)j->T,
+             json_kind(j->r.type));
+  }
+}
+
+/* Rule 5's order: syntax, kind, emptiness and the limit, the first bad step. */
+static int json_finish(rnn_err *err, json_seq *j, int ev, int root_type, rnn_seq *s) {
+  if (ev == RJ_EV_NOMEM || j->nomem) {
     rnn_err_nomem(err);
     return -1;
   }
-  if (rc) {
-    rnn_err_set(err, "%s(): sequence is not valid JSON: %s", fn, jerr);
+  if (ev == RJ_EV_ERROR) {
+    rnn_err_set(err, "%s(): sequence is not valid JSON: %s", j->fn, j->r.err);
     return -1;
   }
-  rj_node *nd = d.nodes;
-  rc = -1;
-  if (nd[0].type != RJ_ARRAY) {
-    rnn_err_set(err, "%s(): sequence must be a JSON array, got %s", fn, json_kind(nd[0].type));
-    goto done;
+  if (root_type != RJ_ARRAY) {
+    rnn_err_set(err, "%s(): sequence must be a JSON array, got %s", j->fn, json_kind((rj_type)root_type));
+    return -1;
   }
-  if (alloc_seq(err, fn, s, nd[0].n, I, 0)) goto done;
-  int64_t t = 0;
-  for (int e = nd[0].child; e >= 0; e = nd[e].next, t++) {
-    float *row = s->xs + (size_t)t * I;
-    if (nd[e].type == RJ_NUMBER && I == 1) {
-      if (!finite_f32(nd[e].num)) {
-        rnn_err_set(err, "%s(): sequence step %lld is not a finite float32 number", fn, (long long)t);
-        goto fail;
-      }
-      row[0] = (float)nd[e].num;
-    } else if (nd[e].type == RJ_ARRAY) {
-      if (nd[e].n != I) {
-        rnn_err_set(err, "%s(): sequence step %lld has %d feature%s, the model expects %d", fn, (long long)t,
-                  nd[e].n, nd[e].n == 1 ? "" : "s", I);
-        goto fail;
-      }
-      int k = 0;
-      for (int f = nd[e].child; f >= 0; f = nd[f].next, k++) {
-        if (nd[f].type != RJ_NUMBER || !finite_f32(nd[f].num)) {
-          rnn_err_set(err, "%s(): sequence step %lld feature %d is %s, expected a finite number", fn, (long long)t,
-                    k + 1, nd[f].type == RJ_NUMBER ? "out of float32 range" : json_kind(nd[f].type));
-          goto fail;
-        }
-        row[k] = (float)nd[f].num;
-      }
-    } else {
-      if (nd[e].type == RJ_NUMBER) {
-        rnn_err_set(err, "%s(): sequence step %lld is a number, but the model expects %d features per step", fn,
-                  (long long)t, I);
-      } else {
-        rnn_err_set(err, "%s(): sequence step %lld is %s, expected a number or an array", fn, (long long)t,
-                  json_kind(nd[e].type));
-      }
-      goto fail;
+  if (check_size(err, j->fn, j->T, j->I)) return -1;
+  if (j->bad) {
+    rnn_err_set(err, "%s", j->bad);
+    return -1;
+  }
+  s->xs = j->xs;
+  s->T = j->T;
+  j->xs = NULL;
+  return 0;
+}
+
+static int read_json(rnn_err *err, const rnn_model *m, const char *z, int n, const char *fn, rnn_seq *s) {
+  json_seq j;
+  char jerr[128];
+  int ev, root_type = RJ_ARRAY;
+  memset(&j, 0, sizeof(j));
+  rj_reader_init(&j.r, z, (size_t)n, jerr, sizeof(jerr));
+  j.fn = fn;
+  j.I = m->net.n_in;
+  j.keep = RNN_MAX_SEQ_VALUES / j.I;
+  ev = rj_reader_next(&j.r);
+  if (ev == RJ_EV_VALUE) {
+    root_type = j.r.type;
+  } else if (ev == RJ_EV_OPEN) {
+    while ((ev = rj_reader_next(&j.r)) != RJ_EV_CLOSE && ev >= 0) {
+      if (ev == RJ_EV_OPEN) ev = json_step_array(&j);
+      else json_step_value(&j);
+      if (ev < 0) break;
+      j.T++;
     }
   }
-  rc = 0;
-  goto done;
-fail:
-  rnn_seq_free(s);
-done:
-  rj_free(&d);
+  if (ev >= 0) ev = rj_reader_next(&j.r); /* the end, or trailing characters */
+  int rc = json_finish(err, &j, ev, root_type, s);
+  sqlite3_free(j.xs);
+  sqlite3_free(j.bad);
+  rj_reader_free(&j.r);
   return rc;
 }
 
-/* Rule 2: longest match first. */
+/* Rules 2 and 4: the tokens are counted before anything is allocated. */
 static int read_tokens(rnn_err *err, const rnn_model *m, const char *z, int n, const char *fn, rnn_seq *s) {
   const int V = m->n_vocab;
-  int64_t T = 0, cap = 0;
-  int *tok = NULL;
-  int chars = 0;
-  for (int i = 0; i < n;) {
-    int len = m->max_token < n - i ? m->max_token : n - i, t = -1;
-    for (; len > 0 && t < 0; len--) t = rnn_model_token(m, z + i, len);
-    len++;
-    if (t < 0) {
-      int cl = 1; /* the offending UTF-8 character */
-      while (i + cl < n && ((unsigned char)z[i + cl] & 0xC0) == 0x80) cl++;
-      if (m->unknown < 0) {
-        sqlite3_free(tok);
-        rnn_err_set(err, "%s(): '%.*s' at character %d of the text is not in the model's vocab", fn, cl, z + i,
-                  chars + 1);
-        return -1;
-      }
-      t = m->unknown;
-      len = cl;
-    }
-    if (T == cap) {
-      cap = cap ? cap * 2 : 64;
-      int *nt = sqlite3_realloc64(tok, (size_t)cap * sizeof(int));
-      if (!nt) {
-        sqlite3_free(tok);
-        rnn_err_nomem(err);
-        return -1;
-      }
-      tok = nt;
-    }
-    tok[T++] = t;
-    for (int k = 0; k < len; k++) chars += ((unsigned char)z[i + k] & 0xC0) != 0x80;
-    i += len;
-  }
-  if (alloc_seq(err, fn, s, T, V, 1)) {
-    sqlite3_free(tok);
+  rnn_tokens tk;
+  rnn_tokenize(m, z, n, NULL, &tk);
+  if (tk.bad) {
+    rnn_err_set(err, "%s(): %U at character %d of the text is not in the model's vocab", fn,
+                z + tk.bad_at, tk.bad_len, tk.bad_char);
     return -1;
   }
-  memcpy(s->tokens, tok, (size_t)T * sizeof(int));
-  sqlite3_free(tok);
-  for (int64_t t = 0; t < T; t++) s->xs[(size_t)t * V + (size_t)s->tokens[t]] = 1.0f;
+  if (alloc_seq(err, fn, s, tk.T, V, 1)) return -1;
+  rnn_tokenize(m, z, n, s->tokens, &tk);
+  for (int64_t t = 0; t < tk.T; t++) s->xs[(size_t)t * V + (size_t)s->tokens[t]] = 1.0f;
   return 0;
 }
 
@@ -231,246 +310,7 @@ int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char 
     }
     default:
       rnn_err_set(err, "%s(): sequence is %s: pass a JSON array, a float32 BLOB or, for a model with a vocab, TEXT",
-                fn, rnn_type_name(sqlite3_value_type(v)));
+                  fn, rnn_type_name(sqlite3_value_type(v)));
       return -1;
   }
-}
-
-int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv,
-                 float *row) {
-  for (int i = 1; i < argc; i++) {
-    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return 0;
-  }
-  if (m->n_vocab && argc == 2 && m->net.n_in != 1) {
-    /* one token per row, one-hot */
-    int t = sqlite3_value_type(argv[1]), idx = -1;
-    if (t == SQLITE_TEXT) {
-      const char *z = (const char *)sqlite3_value_text(argv[1]);
-      int n = sqlite3_value_bytes(argv[1]);
-      if (!z) {
-        rnn_err_nomem(err);
-        return -1;
-      }
-      idx = rnn_model_token(m, z, n);
-      if (idx < 0) idx = m->unknown;
-      if (idx < 0) {
-        rnn_err_set(err, "%s(): argument 2 '%.40s' is not a token of the model's vocab", fn, z);
-        return -1;
-      }
-    } else if (t == SQLITE_INTEGER) {
-      sqlite3_int64 k = sqlite3_value_int64(argv[1]);
-      if (k < 0 || k >= m->n_vocab) {
-        rnn_err_set(err, "%s(): argument 2 is token index %lld, outside 0..%d", fn, (long long)k, m->n_vocab - 1);
-        return -1;
-      }
-      idx = (int)k;
-    } else {
-      rnn_err_set(err, "%s(): argument 2 is %s, expected a token (TEXT) or a token index (INTEGER) of the model's "
-                     "vocab", fn, rnn_type_name(t));
-      return -1;
-    }
-    memset(row, 0, sizeof(float) * (size_t)m->net.n_in);
-    row[idx] = 1.0f;
-    return 1;
-  }
-  if (argc - 1 != m->net.n_in) {
-    rnn_err_set(err, "%s(): model expects %d feature%s, got %d", fn, m->net.n_in, m->net.n_in == 1 ? "" : "s",
-              argc - 1);
-    return -1;
-  }
-  for (int i = 1; i < argc; i++) {
-    int t = sqlite3_value_type(argv[i]);
-    if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
-      rnn_err_set(err, "%s(): argument %d (feature %d) is %s, expected a number", fn, i + 1, i,
-                  rnn_type_name(t));
-      return -1;
-    }
-    double d = sqlite3_value_double(argv[i]);
-    if (!finite_f32(d)) {
-      rnn_err_set(err, "%s(): argument %d (feature %d) is %!.17g, expected a finite float32 number", fn, i + 1, i, d);
-      return -1;
-    }
-    row[i - 1] = (float)d;
-  }
-  return 1;
-}
-
-/* ---- rnn_sequence(t, x1, ...) ---------------------------------------------- */
-
-typedef struct seq_row {
-  int kind;               /* 0 number, 1 text */
-  int is_int;
-  sqlite3_int64 i;
-  double d;
-  char *text;             /* owned (kind 1) */
-  int text_len;
-  int64_t at;             /* index of its features in vals */
-} seq_row;
-
-typedef struct seq_agg {
-  seq_row *rows;          /* owned */
-  float *vals;            /* [n][nf]; owned */
-  int64_t n, cap;
-  int nf;
-} seq_agg;
-
-static int cmp_key(const seq_row *a, const seq_row *b) {
-  if (a->kind != b->kind) return a->kind - b->kind;
-  if (a->kind == 1) {
-    int n = a->text_len < b->text_len ? a->text_len : b->text_len;
-    int c = memcmp(a->text, b->text, (size_t)n);
-    return c ? c : (a->text_len > b->text_len) - (a->text_len < b->text_len);
-  }
-  if (a->is_int && b->is_int) return (a->i > b->i) - (a->i < b->i);
-  double x = a->is_int ? (double)a->i : a->d, y = b->is_int ? (double)b->i : b->d;
-  return (x > y) - (x < y);
-}
-
-/* qsort has no context pointer, so each item carries what the tie-break needs. */
-typedef struct sort_item {
-  const seq_row *row;
-  const float *vals;
-  int nf;
-} sort_item;
-
-static int cmp_item(const void *pa, const void *pb) {
-  const sort_item *a = pa, *b = pb;
-  int c = cmp_key(a->row, b->row);
-  for (int k = 0; !c && k < a->nf; k++) c = (a->vals[k] > b->vals[k]) - (a->vals[k] < b->vals[k]);
-  return c;
-}
-
-static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  seq_agg *a = sqlite3_aggregate_context(ctx, sizeof(seq_agg));
-  if (!a) {
-    sqlite3_result_error_nomem(ctx);
-    return;
-  }
-  if (argc < 2) {
-    rnn_result_errorf(ctx, "rnn_sequence(): expected an ordering key and at least one feature");
-    return;
-  }
-  for (int i = 0; i < argc; i++) {
-    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return;
-  }
-  int kt = sqlite3_value_type(argv[0]);
-  if (kt == SQLITE_BLOB) {
-    rnn_result_errorf(ctx, "rnn_sequence(): argument 1 (the ordering key) is BLOB, expected a number or text");
-    return;
-  }
-  a->nf = argc - 1;
-  if ((a->n + 1) * a->nf > RNN_MAX_SEQ_VALUES) {
-    rnn_result_errorf(ctx, "rnn_sequence(): more than %d values", RNN_MAX_SEQ_VALUES);
-    return;
-  }
-  if (a->n == a->cap) {
-    int64_t cap = a->cap ? a->cap * 2 : 64;
-    seq_row *nr = sqlite3_realloc64(a->rows, (size_t)cap * sizeof(seq_row));
-    if (!nr) {
-      sqlite3_result_error_nomem(ctx);
-      return;
-    }
-    a->rows = nr;
-    float *nv = sqlite3_realloc64(a->vals, (size_t)cap * (size_t)a->nf * sizeof(float));
-    if (!nv) {
-      sqlite3_result_error_nomem(ctx);
-      return;
-    }
-    a->vals = nv;
-    a->cap = cap;
-  }
-  float *row = a->vals + (size_t)a->n * a->nf;
-  for (int i = 1; i < argc; i++) {
-    int t = sqlite3_value_type(argv[i]);
-    double d = sqlite3_value_double(argv[i]);
-    if (t != SQLITE_INTEGER && t != SQLITE_FLOAT) {
-      rnn_result_errorf(ctx, "rnn_sequence(): argument %d (feature %d) is %s, expected a number", i + 1, i,
-                        rnn_type_name(t));
-      return;
-    }
-    if (!finite_f32(d)) {
-      rnn_result_errorf(ctx, "rnn_sequence(): argument %d (feature %d) is %!.17g, expected a finite float32 number", i + 1,
-                i, d);
-      return;
-    }
-    row[i - 1] = (float)d;
-  }
-  seq_row *r = &a->rows[a->n];
-  memset(r, 0, sizeof(*r));
-  r->at = a->n;
-  if (kt == SQLITE_TEXT) {
-    const char *z = (const char *)sqlite3_value_text(argv[0]);
-    int n = sqlite3_value_bytes(argv[0]);
-    r->text = sqlite3_malloc64((size_t)n + 1);
-    if (!z || !r->text) {
-      sqlite3_free(r->text);
-      sqlite3_result_error_nomem(ctx);
-      return;
-    }
-    memcpy(r->text, z, (size_t)n);
-    r->text_len = n;
-    r->kind = 1;
-  } else if (kt == SQLITE_INTEGER) {
-    r->is_int = 1;
-    r->i = sqlite3_value_int64(argv[0]);
-  } else {
-    r->d = sqlite3_value_double(argv[0]);
-  }
-  a->n++;
-}
-
-static void seqagg_final(sqlite3_context *ctx) {
-  seq_agg *a = sqlite3_aggregate_context(ctx, 0);
-  if (!a || a->n == 0) {
-    sqlite3_result_null(ctx);
-    goto done;
-  }
-  sort_item *items = sqlite3_malloc64((size_t)a->n * sizeof(sort_item));
-  unsigned char *out = sqlite3_malloc64((size_t)a->n * (size_t)a->nf * 4);
-  if (!items || !out) {
-    sqlite3_free(items);
-    sqlite3_free(out);
-    sqlite3_result_error_nomem(ctx);
-    goto done;
-  }
-  for (int64_t i = 0; i < a->n; i++) {
-    items[i].row = &a->rows[i];
-    items[i].vals = a->vals + (size_t)i * a->nf;
-    items[i].nf = a->nf;
-  }
-  qsort(items, (size_t)a->n, sizeof(sort_item), cmp_item);
-  for (int64_t i = 0; i < a->n; i++) {
-    for (int k = 0; k < a->nf; k++) {
-      uint32_t u;
-      memcpy(&u, &items[i].vals[k], 4);
-      unsigned char *p = out + ((size_t)i * a->nf + (size_t)k) * 4;
-      p[0] = (unsigned char)u;
-      p[1] = (unsigned char)(u >> 8);
-      p[2] = (unsigned char)(u >> 16);
-      p[3] = (unsigned char)(u >> 24);
-    }
-  }
-  sqlite3_free(items);
-  sqlite3_result_blob64(ctx, out, (sqlite3_uint64)a->n * (sqlite3_uint64)a->nf * 4, sqlite3_free);
-  sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
-done:
-  if (a) {
-    for (int64_t i = 0; i < a->n; i++) sqlite3_free(a->rows[i].text);
-    sqlite3_free(a->rows);
-    sqlite3_free(a->vals);
-    memset(a, 0, sizeof(*a));
-  }
-}
-
-int rnn_register_sequence(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* A pure function of its arguments: DETERMINISTIC and INNOCUOUS (usable in
-  ** views under trusted_schema=OFF). Registered as a plain aggregate: a window
-  ** version would add nothing that a frame of rnn_predict does not give. */
-  rnn_conn_ref(conn);
-  int rc = sqlite3_create_window_function(db, "rnn_sequence", -1,
-                                          SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS |
-                                              SQLITE_RESULT_SUBTYPE,
-                                          conn, seqagg_step, seqagg_final, NULL, NULL, rnn_conn_unref);
-  if (rc != SQLITE_OK) *pzErr = sqlite3_mprintf("cannot register rnn_sequence(): %s", sqlite3_errstr(rc));
-  return rc;
 }

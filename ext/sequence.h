@@ -1,5 +1,6 @@
 /*
-** sequence.h: whole sequences as SQL values (see sequence.c).
+** sequence.h: input from SQL values: whole sequences (sequence.c), window rows
+** and features (features.c), and the rnn_sequence() aggregate (seqagg.c).
 */
 #ifndef RNN_SEQUENCE_H
 #define RNN_SEQUENCE_H
@@ -26,5 +27,7 @@ void rnn_seq_free(rnn_seq *s);
 ** used, 0 if skipped (a NULL), -1 after setting err. */
 int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row);
 
-int rnn_register_sequence(sqlite3 *db, rnn_conn *conn, char **pzErr);
+/* One feature (argument `arg`, 1-based, feature number `feature`) as float32.
+** Returns 0, or -1 after setting err (features.c rule 1). */
+int rnn_feature_read(rnn_err *err, const char *fn, int arg, int feature, sqlite3_value *v, float *out);
 #endif

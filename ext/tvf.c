@@ -30,11 +30,15 @@
 **     the sequence with steps 1..k appended: the whole sequence is rerun per
 **     row, O(T + k) each, and the sequence grows as rows are read.
 **  5. A NULL sequence gives no rows.
-**  6. sqlite3_interrupt() and progress handlers stop a long xFilter or xNext
+**  6. A bidirectional model with readout final_states has one output per
+**     sequence, read from h_n after the whole sequence: rnn_steps gives it on
+**     the last row and NULL before (`hidden` still shows output[t]).
+**  7. sqlite3_interrupt() and progress handlers stop a long xFilter or xNext
 **     (poll.c).
 */
 #include "poll.h"
 #include "sequence.h"
+#include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
 
@@ -233,13 +237,20 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
   }
   if (sqlite3_value_type(h) != SQLITE_INTEGER || sqlite3_value_int64(h) < 1 ||
       sqlite3_value_int64(h) > RNN_MAX_HORIZON) {
-    int was_null = sqlite3_value_type(h) == SQLITE_NULL; /* a failed conversion may leave NULL behind */
-    const char *z = (const char *)sqlite3_value_text(h);
-    if (!z && !was_null) {
+    /* Name the type given: '24' (TEXT) reads like 24 otherwise. */
+    int ht = sqlite3_value_type(h);
+    const char *z = ht == SQLITE_NULL || ht == SQLITE_BLOB ? "" : (const char *)sqlite3_value_text(h);
+    if (!z) {
       rnn_err_nomem(err);
       return -1;
     }
-    rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s", fn, RNN_MAX_HORIZON, z ? z : "NULL");
+    if (ht == SQLITE_TEXT) {
+      rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got TEXT %.40U", fn, RNN_MAX_HORIZON, z,
+                  sqlite3_value_bytes(h));
+    } else {
+      rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s%s%s", fn, RNN_MAX_HORIZON,
+                  rnn_type_name(ht), *z ? " " : "", z);
+    }
     return -1;
   }
   c->n = sqlite3_value_int64(h);
@@ -282,7 +293,7 @@ static int tvf_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, in
   rc = v->kind == KIND_STEPS ? filter_steps(c, fn, &err) : filter_forecast(c, fn, &err);
   rnn_poll_finish(&c->poll);
   if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
-  if (rc > 0) return rnn_poll_vtab(p->pVtab, &c->poll); /* rule 6 */
+  if (rc > 0) return rnn_poll_vtab(p->pVtab, &c->poll); /* rule 7 */
   return SQLITE_OK;
 }
 
@@ -328,7 +339,7 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
   if (v->kind == KIND_FORECAST) {
     switch (col) {
       case F_STEP: sqlite3_result_int64(ctx, c->row + 1); break;
-      case F_OUTPUT: rnn_result_output(ctx, c->outs, net->n_out); break;
+      case F_OUTPUT: rnn_result_output_named(ctx, c->outs, net->n_out, m->output_names); break;
       default: sqlite3_result_value(ctx, c->args[col - F_MODEL]); break;
     }
     return SQLITE_OK;
@@ -343,12 +354,16 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
       }
       break;
     case S_OUTPUT:
+      if (net->dirs == 2 && net->readout == READOUT_FINAL_STATES && c->row < c->n - 1) {
+        sqlite3_result_null(ctx); /* rule 6: h_n exists once the whole sequence is read */
+        break;
+      }
       if (!c->have_out) {
         if (net->dirs == 2) rnn_bidir_output(net, &c->bi, c->outs);
         else rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
         c->have_out = 1;
       }
-      rnn_result_output(ctx, c->outs, net->n_out);
+      rnn_result_output_named(ctx, c->outs, net->n_out, m->output_names);
       break;
     case S_HIDDEN: {
       int hw = net->dirs * net->hout;
@@ -363,24 +378,11 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
   return SQLITE_OK;
 }
 
-static const sqlite3_module tvf_module = {
+/* Installed by the registration table in rnn.c (functions.h). */
+const sqlite3_module rnn_tvf_module = {
   0,              /* iVersion */
   NULL,           /* xCreate: NULL makes the table eponymous-only */
   tvf_connect, tvf_best_index, tvf_disconnect, NULL /* xDestroy */,
   tvf_open, tvf_close, tvf_filter, tvf_next, tvf_eof, tvf_column, tvf_rowid,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, /* xUpdate .. xShadowName */
 };
-
-int rnn_register_tvf(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* Not SQLITE_VTAB_INNOCUOUS: a TEXT model argument reads rnn_models. */
-  static const char *const names[] = {"rnn_steps", "rnn_forecast"};
-  for (int i = 0; i < 2; i++) {
-    rnn_conn_ref(conn);
-    int rc = sqlite3_create_module_v2(db, names[i], &tvf_module, conn, rnn_conn_unref);
-    if (rc != SQLITE_OK) {
-      *pzErr = sqlite3_mprintf("cannot register %s(): %s", names[i], sqlite3_errstr(rc));
-      return rc;
-    }
-  }
-  return SQLITE_OK;
-}

@@ -5,6 +5,8 @@
 #ifndef RNN_UTIL_H
 #define RNN_UTIL_H
 #include "sqlite3ext.h"
+#include <stdarg.h>
+#include <stddef.h>
 
 #ifndef SQLITE_RESULT_SUBTYPE
 #define SQLITE_RESULT_SUBTYPE 0x001000000 /* 3.45+; masked off by older SQLite */
@@ -19,6 +21,24 @@ typedef struct rnn_err {
   char *msg;    /* sqlite3_malloc'd; NULL for NOMEM */
 } rnn_err;
 
+/*
+** Messages. rnn_vmprintf formats like sqlite3_vmprintf (d i u x X o c with l/ll,
+** f e E g G, s z q Q w p, flags, width and precision, '*'), plus:
+**   %U   two arguments (const char *z, int n): user bytes z[0..n) (n < 0: up to
+**        the NUL) in single quotes, NULL for a NULL z; %.40U shows at most 40
+**        bytes, never cutting a character.
+** Then, over the whole message, every byte that is not part of valid UTF-8 and
+** every control byte (C0, DEL) becomes the four characters \xNN: a message is
+** always valid UTF-8 (Python raises UnicodeDecodeError on anything else) and
+** never cut short by a NUL. Backslashes are left alone, so escaping twice (a
+** nested message quoted with %s) changes nothing. sqlite3_malloc'd; NULL on OOM.
+*/
+char *rnn_vmprintf(const char *fmt, va_list ap);
+char *rnn_mprintf(const char *fmt, ...);
+/* Length of the valid UTF-8 character starting at z[0..n), n >= 1, or 0. */
+int rnn_utf8_len(const unsigned char *z, size_t n);
+
+/* Record the first error (later ones are dropped); formats with rnn_vmprintf. */
 void rnn_err_set(rnn_err *e, const char *fmt, ...);
 void rnn_err_nomem(rnn_err *e);
 /* Set an error message on ctx from a format (out of memory if it cannot be made). */
@@ -33,6 +53,9 @@ const char *rnn_type_name(int type);
 
 /* out[0..n) as an SQL value: REAL for n == 1, else a JSON array (subtype JSON). */
 void rnn_result_output(sqlite3_context *ctx, const float *out, int n);
+/* As rnn_result_output, but with names (JSON string literals, the model's
+** output_names, or NULL) several outputs become a JSON object {name: value}. */
+void rnn_result_output_named(sqlite3_context *ctx, const float *out, int n, char *const *names);
 /* out[0..n) as JSON array text (sqlite3_malloc'd), or NULL on OOM. */
 char *rnn_json_floats(const float *out, int n, int *len);
 /* v[0..n) as a little-endian float32 BLOB (sqlite3_malloc'd), or NULL on OOM. */

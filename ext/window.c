@@ -31,7 +31,9 @@
 **     longer than that drops it and keeps going in O(1) memory; a sliding frame
 **     longer than that is an error.
 */
+#include "f32.h"
 #include "sequence.h"
+#include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
 
@@ -120,14 +122,14 @@ static int fifo_push(win *w) {
     if (!nf) return -1;
     /* unroll the ring so it starts at 0 */
     for (int64_t i = 0; i < w->count; i++) {
-      memcpy(nf + i * I, w->fifo + ((w->head + i) & (w->cap - 1)) * I, sizeof(float) * (size_t)I);
+      memcpy(nf + i * I, w->fifo + rnn_ring_at(w->head, i, w->cap) * I, sizeof(float) * (size_t)I);
     }
     sqlite3_free(w->fifo);
     w->fifo = nf;
     w->cap = ncap;
     w->head = 0;
   }
-  memcpy(w->fifo + ((w->head + w->count) & (w->cap - 1)) * I, w->row, sizeof(float) * (size_t)I);
+  memcpy(w->fifo + rnn_ring_at(w->head, w->count, w->cap) * I, w->row, sizeof(float) * (size_t)I);
   w->count++;
   return 0;
 }
@@ -189,7 +191,7 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     return;
   }
   if (w->count == 0) return;
-  w->head = (w->head + 1) & (w->cap - 1);
+  w->head = rnn_ring_at(w->head, 1, w->cap);
   w->count--;
   w->rows--;
   w->sliding = 1;
@@ -203,7 +205,7 @@ static int win_compute(win *w) {
     const int I = w->net->n_in;
     rnn_state_reset(w->net, &w->st);
     for (int64_t i = 0; i < w->count; i++) {
-      rnn_step(w->net, &w->st, w->fifo + ((w->head + i) & (w->cap - 1)) * I);
+      rnn_step(w->net, &w->st, w->fifo + rnn_ring_at(w->head, i, w->cap) * I);
     }
     w->st_ok = 1;
   }
@@ -215,7 +217,7 @@ static void result_output(sqlite3_context *ctx, win *w) {
     rnn_output(w->net, &w->st, w->out, w->outs);
     w->out_ok = 1;
   }
-  rnn_result_output(ctx, w->out, w->net->n_out);
+  rnn_result_output_named(ctx, w->out, w->net->n_out, w->e->model->output_names);
 }
 
 static void result_hidden(sqlite3_context *ctx, win *w) {
@@ -248,46 +250,18 @@ static void win_free(win *w) {
   memset(w, 0, sizeof(*w));
 }
 
-static void predict_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_predict"); }
-static void predict_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_predict"); }
-static void predict_value(sqlite3_context *c) { win_value_common(c, 0); }
-static void predict_final(sqlite3_context *c) {
+/* Callbacks for the registration table in rnn.c (functions.h). */
+void rnn_predict_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_predict"); }
+void rnn_predict_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_predict"); }
+void rnn_predict_value(sqlite3_context *c) { win_value_common(c, 0); }
+void rnn_predict_final(sqlite3_context *c) {
   win_value_common(c, 0);
   win_free(sqlite3_aggregate_context(c, 0));
 }
-static void hidden_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_hidden"); }
-static void hidden_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_hidden"); }
-static void hidden_value(sqlite3_context *c) { win_value_common(c, 1); }
-static void hidden_final(sqlite3_context *c) {
+void rnn_hidden_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_hidden"); }
+void rnn_hidden_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_hidden"); }
+void rnn_hidden_value(sqlite3_context *c) { win_value_common(c, 1); }
+void rnn_hidden_final(sqlite3_context *c) {
   win_value_common(c, 1);
   win_free(sqlite3_aggregate_context(c, 0));
-}
-
-int rnn_register_window(sqlite3 *db, rnn_conn *conn, char **pzErr) {
-  /* Flags: SQLITE_UTF8 only. Not DETERMINISTIC and not INNOCUOUS: a TEXT model
-  ** argument reads the rnn_models table, so the result depends on more than the
-  ** arguments. Not DIRECTONLY either, so that triggers and views of a trusted
-  ** schema may score rows; under trusted_schema=OFF SQLite refuses them there.
-  ** SQLITE_RESULT_SUBTYPE: the results carry the JSON / float32 subtypes. */
-  static const struct {
-    const char *name;
-    void (*step)(sqlite3_context *, int, sqlite3_value **);
-    void (*final)(sqlite3_context *);
-    void (*value)(sqlite3_context *);
-    void (*inverse)(sqlite3_context *, int, sqlite3_value **);
-  } fns[] = {
-    {"rnn_predict", predict_step, predict_final, predict_value, predict_inverse},
-    {"rnn_hidden", hidden_step, hidden_final, hidden_value, hidden_inverse},
-  };
-  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
-    rnn_conn_ref(conn);
-    int rc = sqlite3_create_window_function(db, fns[i].name, -1, SQLITE_UTF8 | SQLITE_RESULT_SUBTYPE, conn,
-                                            fns[i].step, fns[i].final, fns[i].value, fns[i].inverse,
-                                            rnn_conn_unref);
-    if (rc != SQLITE_OK) {
-      *pzErr = sqlite3_mprintf("cannot register %s(): %s", fns[i].name, sqlite3_errstr(rc));
-      return rc;
-    }
-  }
-  return SQLITE_OK;
 }

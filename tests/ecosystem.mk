@@ -7,15 +7,19 @@
 #   make install       rnn.so -> $(DESTDIR)$(PREFIX)/lib/sqlite-rnn/rnn.so, python/sqlite_rnn.py ->
 #                      $(DESTDIR)$(PYTHONDIR)/, sql/rnn_models.sql -> $(DESTDIR)$(PREFIX)/share/sqlite-rnn/
 #   make uninstall     removes exactly those files (and the sqlite-rnn directories when empty)
-#   make node-test     installs better-sqlite3 12 into tests/node/node_modules and runs tests/node/test.mjs
+#   make node-test     tests/test_node.py: installs better-sqlite3 12 into tests/node/node_modules (when it is
+#                      missing) and runs tests/node/test.mjs; not part of `make test`
 #
-# PREFIX defaults to /usr/local. PYTHONDIR defaults to $(PREFIX)/lib/python3.N/dist-packages (N from $(PYTHON)),
-# which Debian's python3 searches for PREFIX /usr/local and /usr; for another PREFIX set PYTHONPATH.
+# PREFIX defaults to /usr/local. PYTHONDIR defaults to the first directory under $(PREFIX)/lib that $(PYTHON)'s
+# site module searches (site.getsitepackages(), which lists them whether they exist yet or not): for Debian's
+# python3, /usr/lib/python3/dist-packages for PREFIX=/usr and /usr/local/lib/python3.N/dist-packages for
+# /usr/local. For a PREFIX it does not search: $(PREFIX)/lib/python3.N/dist-packages, to be put on PYTHONPATH.
 # sqlite_rnn.load() finds the .so relative to itself (../../sqlite-rnn/rnn.so), so a DESTDIR tree works too.
 
 PREFIX    ?= /usr/local
-PYTHONDIR ?= $(PREFIX)/lib/python$(shell $(or $(PYTHON),python3) -c \
-	'import sys; print("%d.%d" % sys.version_info[:2])')/dist-packages
+PYTHONDIR ?= $(shell $(or $(PYTHON),python3) -c 'import site, sys; lib = "$(PREFIX)/lib/"; \
+	print(next((d for d in site.getsitepackages() if d.startswith(lib)), \
+	           lib + "python%d.%d/dist-packages" % sys.version_info[:2]))')
 RNN_LIBDIR = $(PREFIX)/lib/sqlite-rnn
 RNN_SHAREDIR = $(PREFIX)/share/sqlite-rnn
 INSTALL   ?= install
@@ -58,10 +62,10 @@ uninstall:
 	      $(DESTDIR)$(PYTHONDIR)/__pycache__/sqlite_rnn.*.pyc $(DESTDIR)$(RNN_SHAREDIR)/rnn_models.sql
 	-rmdir $(DESTDIR)$(RNN_LIBDIR) $(DESTDIR)$(RNN_SHAREDIR) 2>/dev/null
 
-node-test: rnn.so
+# Not part of `make test` (npm compiles better-sqlite3 the first time, about 80 s); CI runs it.
+node-test: check-python rnn.so
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  { echo "node-test needs node and npm (Debian: apt-get install nodejs npm)"; exit 1; }
-	cd tests/node && npm install --no-audit --no-fund
-	RNN_EXT=$(CURDIR)/rnn node tests/node/test.mjs
+	$(PYTHON) -m pytest -o timeout=2400 tests/test_node.py
 
 .PHONY: static install uninstall node-test

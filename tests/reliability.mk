@@ -21,7 +21,10 @@ REL_CLANG ?= clang-14
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS  = fuzz_model fuzz_sql fuzz_registry
 
-SAN_FLAGS   = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# float-cast-overflow is not part of `undefined`: it catches a NaN or an out-of-range
+# float converted to an integer (undefined behaviour), e.g. a NaN reaching exp's 2^n.
+SAN_FLAGS   = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow \
+              -fno-omit-frame-pointer
 REL_LIBS = -lsqlite3 $(LDLIBS)
 
 # $(call rel_variant,DIR,COMPILER-VAR,FLAGS-VAR): rules for DIR/*.o from ext/*.c.
@@ -49,11 +52,11 @@ build/asan/rnn.so: $(call rel_objs,build/asan)
 # Python is not instrumented, so the ASan runtime is preloaded; its own leaks are
 # not ours (detect_leaks=0). Any sanitizer report fails the target, even one from
 # a subprocess or one the harness caught as a test failure.
-sanitize: deps check-python rnn.so build/test_kernels build/asan/rnn.so
+sanitize: check-python rnn.so build/test_kernels build/asan/rnn.so
 	@rt=$$($(CC) -print-file-name=libasan.so); test -f "$$rt" || { echo "no libasan for $(CC)"; exit 1; }; \
 	{ LD_PRELOAD="$$rt" RNN_EXT=$(CURDIR)/build/asan/rnn \
 	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(PYTHON) tests/run.py; echo $$? > build/asan/test.rc; } 2>&1 | tee build/asan/test.log; \
+	  $(PYTHON) -m pytest -p no:cacheprovider; echo $$? > build/asan/test.rc; } 2>&1 | tee build/asan/test.log; \
 	if grep -E "runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer" build/asan/test.log; then \
 	  echo "sanitize: sanitizer reports above (full log: build/asan/test.log)"; exit 1; fi; \
 	test "$$(cat build/asan/test.rc)" = 0
@@ -71,7 +74,7 @@ build/vg_replay: tests/vg_replay.c
 	@mkdir -p build
 	$(CC) $(BASE) $(CFLAGS) $< -o $@ -lsqlite3
 
-valgrind: deps check-python rnn.so build/vg_replay
+valgrind: check-python rnn.so build/vg_replay
 	@command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)"; exit 1; }
 	@mkdir -p build/valgrind
 	$(PYTHON) tests/vg_record.py build/valgrind/replay.sql $(VG_TESTS)
@@ -101,7 +104,8 @@ threadtest: build/threadtest
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build/threadtest build/threads.db
 
 # ---- fuzz: libFuzzer targets (clang-14) -------------------------------------
-FUZZ_FLAGS = -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+FUZZ_FLAGS = -fsanitize=fuzzer-no-link,address,undefined,float-cast-overflow \
+             -fno-sanitize-recover=undefined,float-cast-overflow \
              -fno-omit-frame-pointer -DSQLITE_CORE -Wno-error
 $(eval $(call rel_variant,build/fuzz,REL_CLANG,FUZZ_FLAGS))
 

@@ -70,10 +70,11 @@ def test_info():
     assert info == {
         "cell": "lstm", "input_size": 2, "hidden_size": 5, "proj_size": 3, "num_layers": 2,
         "bidirectional": False, "bias": True, "output_size": 3, "head": True, "output_activation": "softmax",
-        "recurrent_prefix": "rnn.", "head_prefix": "fc.",
+        "readout": "last_output", "recurrent_prefix": "rnn.", "head_prefix": "fc.",
         "parameters": 4 * 5 * 2 + 4 * 5 * 3 + 2 * 20 + 3 * 5 + 4 * 5 * 3 * 2 + 2 * 20 + 3 * 5 + 3 * 3 + 3,
         "tensors": 12, "dtypes": {"F32": 12},
         "metadata": {"description": "caf\u00e9 model", "output_activation": "softmax", "owner": "ops"},
+        "warnings": ["unknown metadata key 'owner' (ignored)"],
     }
     # json functions read it directly (JSON subtype / valid JSON text)
     assert one(con, "SELECT json_extract(rnn_info(?), '$.metadata.description')", (blob,)) == "caf\u00e9 model"

@@ -1,28 +1,41 @@
 """`make install` / `make uninstall` (tests/ecosystem.mk) into a DESTDIR, for the default PREFIX and another one.
 
-Asserts: install puts rnn.so in <prefix>/lib/sqlite-rnn/, python/sqlite_rnn.py in
-<prefix>/lib/python3.N/dist-packages/ (N: the running Python's minor version) and sql/rnn_models.sql in
+Asserts: install puts rnn.so in <prefix>/lib/sqlite-rnn/, python/sqlite_rnn.py in the directory Debian's python3
+searches for that prefix (/usr: lib/python3/dist-packages; /usr/local, and a prefix it does not search:
+lib/python3.N/dist-packages, N the running Python's minor version) and sql/rnn_models.sql in
 <prefix>/share/sqlite-rnn/, byte for byte, and nothing else; the installed module, imported by that Python from
 there, finds and loads the installed rnn.so (not the checkout's); the sqlite3 shell loads it by path; uninstall
 removes every file it installed (nothing is left in DESTDIR but empty directories above ours). And Debian's
-python3 searches <prefix>/lib/python3.N/dist-packages for /usr/local and /usr (why that is the default).
+python3 searches those directories for /usr/local and /usr whether or not they exist yet (site.getsitepackages():
+sys.path holds only the ones some package has created, so it would make the test depend on what is installed).
 """
 import filecmp
 import os
 import shutil
 import subprocess
+import site
 import sys
 import tempfile
+
 
 from rnnlib import ROOT, Skip
 from test_static import make
 
-PYDIR = "lib/python%d.%d/dist-packages" % sys.version_info[:2]   # make test runs this with $(PYTHON)
-INSTALLED = {   # path under the prefix -> source in the checkout
-    "lib/sqlite-rnn/rnn.so": "rnn.so",
-    PYDIR + "/sqlite_rnn.py": "python/sqlite_rnn.py",
-    "share/sqlite-rnn/rnn_models.sql": "sql/rnn_models.sql",
-}
+DEBIAN = sys.executable.startswith("/usr/bin/") and os.path.exists("/etc/debian_version")
+
+
+def pydir(prefix):
+    """Where make install puts sqlite_rnn.py, under the prefix (make test runs this with $(PYTHON))."""
+    if prefix == "/usr":
+        return "lib/python3/dist-packages"
+    return "lib/python%d.%d/dist-packages" % sys.version_info[:2]
+
+
+def installed(prefix):
+    """path under the prefix -> source in the checkout"""
+    return {"lib/sqlite-rnn/rnn.so": "rnn.so",
+            pydir(prefix) + "/sqlite_rnn.py": "python/sqlite_rnn.py",
+            "share/sqlite-rnn/rnn_models.sql": "sql/rnn_models.sql"}
 
 LOAD = """
 import sqlite3, sqlite_rnn
@@ -42,18 +55,18 @@ def check_prefix(prefix):
         r = make("install", DESTDIR=dest, PREFIX=prefix, PYTHON=sys.executable)
         assert r.returncode == 0, "make install failed:\n%s\n%s" % (r.stdout, r.stderr)
         root = dest + prefix
-        want = sorted(os.path.relpath(os.path.join(root, p), dest) for p in INSTALLED)
+        want = sorted(os.path.relpath(os.path.join(root, p), dest) for p in installed(prefix))
         assert files_under(dest) == want, files_under(dest)
-        for path, src in INSTALLED.items():
+        for path, src in installed(prefix).items():
             assert filecmp.cmp(os.path.join(root, path), os.path.join(ROOT, src), shallow=False), path
         so = os.path.join(root, "lib", "sqlite-rnn", "rnn.so")
-        pydir = os.path.join(root, PYDIR)
+        moddir = os.path.join(root, pydir(prefix))
         env = {k: v for k, v in os.environ.items() if k != "SQLITE_RNN_PATH"}
-        env["PYTHONPATH"] = pydir
+        env["PYTHONPATH"] = moddir
         r = subprocess.run([sys.executable, "-c", LOAD], cwd=dest, capture_output=True, text=True, env=env,
                            timeout=60)
         assert r.returncode == 0, r.stderr
-        assert r.stdout == "%s\n%s\n0.1.0\n" % (so, os.path.join(pydir, "sqlite_rnn.py")), r.stdout
+        assert r.stdout == "%s\n%s\n0.1.0\n" % (so, os.path.join(moddir, "sqlite_rnn.py")), r.stdout
         if shutil.which("sqlite3"):
             r = subprocess.run(["sqlite3", ":memory:", ".load %s" % so[:-3], "SELECT rnn_version();"],
                                capture_output=True, text=True, timeout=60)
@@ -68,12 +81,12 @@ def check_prefix(prefix):
 def test_install_uninstall():
     if not shutil.which("make") or not shutil.which("install"):
         raise Skip("make or install not found")
-    for prefix in ("/usr/local", "/opt/sqlite-rnn"):
+    for prefix in ("/usr/local", "/usr", "/opt/sqlite-rnn") if DEBIAN else ("/opt/sqlite-rnn",):
         yield prefix, lambda prefix=prefix: check_prefix(prefix)
 
 
 def test_default_prefix_is_on_debian_python_path():
-    if not sys.executable.startswith("/usr/bin/") or not os.path.exists("/etc/debian_version"):
+    if not DEBIAN:
         raise Skip("not Debian's python3")
     for prefix in ("/usr/local", "/usr"):
-        assert os.path.join(prefix, PYDIR) in sys.path, (prefix, sys.path)
+        assert os.path.join(prefix, pydir(prefix)) in site.getsitepackages(), (prefix, site.getsitepackages())

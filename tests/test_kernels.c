@@ -7,9 +7,16 @@
 **  2. The vectorised tanh and sigmoid stay within a stated error of libm
 **     (double precision) over [-30, 30], on every path.
 **  3. gemv_t equals a plain double-precision reference within float rounding.
+**  4. Non-finite and huge values (NaN, +-Inf, +-FLT_MAX, past the exp clamp):
+**     every path gives the same bits from every kernel, at every array length
+**     (so every tail), and the activations follow PyTorch: NaN in, NaN out;
+**     tanh(+-Inf) = +-1, sigmoid(+Inf) = 1, sigmoid(-Inf) ~ 0.
+**  5. gemm_t: row r is bit for bit gemv_t of input row r, on every path.
+**  6. Whole networks fed NaN, +-Inf and +-3e38: every path gives the same bits.
 ** Prints one line per check and `N passed, N failed`; exit status 1 on failure.
 */
 #include "testnet.h"
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +26,126 @@ static int passed, failed;
 static void check(int ok, const char *what) {
   if (ok) passed++;
   else { failed++; printf("FAIL %s\n", what); }
+}
+
+/* Inputs that stress the edges: NaN, infinities, the largest floats, values past
+** the exp clamp [-87, 88], zeros of both signs, a subnormal, ordinary values.
+** The NaN is x86's default NaN (-NAN: 0xffc00000), the one every invalid
+** operation (Inf - Inf, 0 * Inf) makes, and so the only NaN a model with finite
+** weights and inputs can hold: with it every path must give the same bits. */
+static const float specials[] = {-NAN, INFINITY, -INFINITY, FLT_MAX, -FLT_MAX, 3e38f, -3e38f, 1e30f,
+                                 -1e30f, 100.0f, -100.0f, 88.5f, -88.5f, 87.5f, -87.5f, 44.0f,
+                                 -44.0f, 0.0f, -0.0f, 1e-40f, 0.5f, -0.5f, 3.0f, -3.0f, -NAN};
+#define NSPECIAL ((int)(sizeof(specials) / sizeof(specials[0])))
+
+/* n floats cycling through specials, starting at offset `at`. With `foreign`,
+** every other NaN is +NAN (0x7fc00000): where two NaNs of different bits meet,
+** which survives is the compiler's operand order, so those compare as NaN. */
+static int foreign;
+static void fill_specials(float *v, int n, int at) {
+  for (int i = 0; i < n; i++) {
+    v[i] = specials[(i + at) % NSPECIAL];
+    if (foreign && isnan(v[i]) && (i & 1)) v[i] = NAN;
+  }
+}
+
+/* Same bits; with `foreign` NaNs about, any two NaNs count as the same. */
+static int same_floats(const float *a, const float *b, int n) {
+  for (int i = 0; i < n; i++) {
+    if (memcmp(a + i, b + i, sizeof(float)) != 0 && !(foreign && isnan(a[i]) && isnan(b[i]))) return 0;
+  }
+  return 1;
+}
+
+/* 4. sigmoid, tanh, lstm and gru of the specials, at every length 1..40 and
+** every offset: the path's bits equal the scalar path's. */
+static void check_nonfinite_paths(const rnn_kernels *ref, const rnn_kernels *k) {
+  enum { MAXN = 40 };
+  int same[4] = {1, 1, 1, 1};
+  for (int n = 1; n <= MAXN; n++) {
+    for (int at = 0; at < NSPECIAL; at++) {
+      float a[4 * MAXN], b[4 * MAXN], g2[3 * MAXN], ca[MAXN], cb[MAXN], oa[MAXN], ob[MAXN];
+      fill_specials(a, n, at);
+      memcpy(b, a, sizeof(float) * (size_t)n);
+      ref->sigmoid(a, n);
+      k->sigmoid(b, n);
+      same[0] &= same_floats(a, b, n);
+      fill_specials(a, n, at);
+      memcpy(b, a, sizeof(float) * (size_t)n);
+      ref->tanh(a, n);
+      k->tanh(b, n);
+      same[1] &= same_floats(a, b, n);
+      fill_specials(a, 4 * n, at);
+      fill_specials(ca, n, at + 7);
+      memcpy(cb, ca, sizeof(float) * (size_t)n);
+      ref->lstm(a, ca, oa, n);
+      k->lstm(a, cb, ob, n);
+      same[2] &= same_floats(ca, cb, n) && same_floats(oa, ob, n);
+      fill_specials(g2, 3 * n, at + 3);
+      fill_specials(ca, n, at + 11);
+      memcpy(cb, ca, sizeof(float) * (size_t)n);
+      ref->gru(a, g2, ca, n);
+      k->gru(a, g2, cb, n);
+      same[3] &= same_floats(ca, cb, n);
+    }
+  }
+  static const char *const what[] = {"sigmoid", "tanh", "lstm", "gru"};
+  for (int i = 0; i < 4; i++) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s %s of NaN/Inf/huge values %s scalar", k->name, what[i],
+             foreign ? "(foreign NaNs too) as" : "bit-identical to");
+    check(same[i], msg);
+  }
+}
+
+/* 4. What the activations give for the specials (PyTorch's answers). */
+static void check_nonfinite_values(const rnn_kernels *k) {
+  float s[NSPECIAL], t[NSPECIAL];
+  fill_specials(s, NSPECIAL, 0);
+  fill_specials(t, NSPECIAL, 0);
+  k->sigmoid(s, NSPECIAL);
+  k->tanh(t, NSPECIAL);
+  int ok = 1;
+  for (int i = 0; i < NSPECIAL; i++) {
+    float x = specials[i];
+    if (isnan(x)) ok &= isnan(s[i]) && isnan(t[i]);
+    else ok &= s[i] >= 0.0f && s[i] <= 1.0f && t[i] >= -1.0f && t[i] <= 1.0f;
+    if (x >= 88.0f) ok &= s[i] == 1.0f && t[i] == 1.0f;
+    if (x <= -88.0f) ok &= s[i] <= 6.1e-39f && t[i] == -1.0f;
+  }
+  char msg[128];
+  snprintf(msg, sizeof(msg), "%s: NaN in gives NaN out; +-Inf and huge values saturate", k->name);
+  check(ok, msg);
+  /* an LSTM/GRU gate that is NaN makes the state NaN, as in PyTorch */
+  float g[4] = {0.5f, 0.5f, NAN, 0.5f}, c = 1.0f, out, gi[3] = {0.1f, 0.2f, NAN}, gh[3] = {0, 0, 0}, h = 0.5f;
+  k->lstm(g, &c, &out, 1);
+  k->gru(gi, gh, &h, 1);
+  snprintf(msg, sizeof(msg), "%s: a NaN gate gives NaN c, h and output", k->name);
+  check(isnan(c) && isnan(out) && isnan(h), msg);
+}
+
+/* 5. gemm_t against gemv_t row by row (bits), with Inf and NaN in some rows. */
+static void check_gemm(const rnn_kernels *k) {
+  enum { N = 37, M = 160, ROWS = 9 };
+  float *w = malloc(sizeof(float) * N * M), x[ROWS * N], y[ROWS * M], want[ROWS * M];
+  for (int i = 0; i < N * M; i++) w[i] = frand();
+  for (int i = 0; i < ROWS * N; i++) x[i] = frand();
+  x[2 * N + 5] = INFINITY;
+  x[7 * N + 1] = NAN;
+  x[8 * N + 3] = -3e38f;
+  int same = 1;
+  for (int rows = 1; rows <= ROWS; rows++) {
+    for (int m = RNN_LANES; m <= M; m += 48) {
+      for (int i = 0; i < ROWS * M; i++) y[i] = want[i] = frand();
+      for (int r = 0; r < rows; r++) k->gemv_t(want + r * M, w, M, x + r * N, N, m);
+      k->gemm_t(y, M, w, M, x, N, N, m, rows);
+      same &= memcmp(y, want, sizeof(y)) == 0;
+    }
+  }
+  char msg[96];
+  snprintf(msg, sizeof(msg), "%s gemm_t row r bit-identical to gemv_t of row r", k->name);
+  check(same, msg);
+  free(w);
 }
 
 /* Run T steps; returns a malloc'd buffer of T*(O + hout) floats. */
@@ -39,6 +166,48 @@ static float *run(const rnn_net *n, const float *xs, int T) {
   return res;
 }
 
+/* Every config of cfg on every path over xs[T][16]: bits equal to the scalar
+** path's. variant 0 keeps make_net's activations and wants finite outputs;
+** variants 1.. rotate the head and seed activations (fed non-finite inputs). */
+static const struct { int cell, I, H, layers, proj, O; } cfg[] = {
+  {CELL_RNN_TANH, 1, 16, 1, 0, 1}, {CELL_RNN_TANH, 5, 7, 2, 0, 0}, {CELL_RNN_RELU, 3, 64, 2, 0, 4},
+  {CELL_LSTM, 1, 64, 1, 0, 1},     {CELL_LSTM, 8, 33, 3, 0, 2},    {CELL_LSTM, 4, 20, 2, 7, 3},
+  {CELL_GRU, 1, 8, 1, 0, 1},       {CELL_GRU, 2, 100, 2, 0, 0},    {CELL_GRU, 1, 256, 1, 0, 1},
+  {CELL_SEED, 10, 50, 1, 0, 6},    {CELL_LSTM, 1, 1, 1, 0, 0},     {CELL_GRU, 3, 1, 2, 0, 1},
+};
+
+static void check_nets(const rnn_kernels *const *paths, int np, const float *xs, int T, int variant) {
+  static const int out_acts[] = {ACT_SIGMOID, ACT_TANH, ACT_SOFTMAX, ACT_LOG_SOFTMAX, ACT_NONE};
+  static const int hidden_acts[] = {ACT_TANH, ACT_RELU, ACT_SIGMOID, ACT_NONE};
+  for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+    test_net tn;
+    make_net(&tn, cfg[c].cell, cfg[c].I, cfg[c].H, cfg[c].layers, cfg[c].proj, cfg[c].O);
+    if (variant) {
+      tn.net.out_act = out_acts[(c + (size_t)variant) % 5];
+      tn.net.hidden_act = hidden_acts[(size_t)variant % 4];
+    }
+    tn.net.k = paths[0];
+    float *ref = run(&tn.net, xs, T);
+    size_t bytes = sizeof(float) * (size_t)T * (size_t)(tn.net.n_out + tn.net.hout);
+    for (int p = 1; p < np; p++) {
+      char what[128];
+      tn.net.k = paths[p];
+      float *got = run(&tn.net, xs, T);
+      snprintf(what, sizeof(what), "%sconfig %zu (cell %d H %d): %s bit-identical to scalar",
+               variant ? "non-finite inputs, " : "", c, cfg[c].cell, cfg[c].H, paths[p]->name);
+      check(memcmp(got, ref, bytes) == 0, what);
+      free(got);
+    }
+    if (!variant) {
+      int finite = 1;
+      for (size_t i = 0; i < bytes / sizeof(float); i++) finite &= isfinite(ref[i]);
+      check(finite, "outputs finite");
+    }
+    free(ref);
+    free(tn.mem);
+  }
+}
+
 int main(void) {
   const rnn_kernels *paths[3];
   int np = 0;
@@ -53,36 +222,10 @@ int main(void) {
   check(np >= 1 && strcmp(paths[0]->name, "scalar") == 0, "scalar path available");
 
   /* 1. bit-identical across paths */
-  static const struct { int cell, I, H, layers, proj, O; } cfg[] = {
-    {CELL_RNN_TANH, 1, 16, 1, 0, 1}, {CELL_RNN_TANH, 5, 7, 2, 0, 0}, {CELL_RNN_RELU, 3, 64, 2, 0, 4},
-    {CELL_LSTM, 1, 64, 1, 0, 1},     {CELL_LSTM, 8, 33, 3, 0, 2},    {CELL_LSTM, 4, 20, 2, 7, 3},
-    {CELL_GRU, 1, 8, 1, 0, 1},       {CELL_GRU, 2, 100, 2, 0, 0},    {CELL_GRU, 1, 256, 1, 0, 1},
-    {CELL_SEED, 10, 50, 1, 0, 6},    {CELL_LSTM, 1, 1, 1, 0, 0},     {CELL_GRU, 3, 1, 2, 0, 1},
-  };
   const int T = 120;
   float *xs = malloc(sizeof(float) * T * 16);
   for (int i = 0; i < T * 16; i++) xs[i] = 3.0f * frand();
-  for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
-    test_net tn;
-    make_net(&tn, cfg[c].cell, cfg[c].I, cfg[c].H, cfg[c].layers, cfg[c].proj, cfg[c].O);
-    tn.net.k = paths[0];
-    float *ref = run(&tn.net, xs, T);
-    size_t bytes = sizeof(float) * (size_t)T * (size_t)(tn.net.n_out + tn.net.hout);
-    for (int p = 1; p < np; p++) {
-      char what[128];
-      tn.net.k = paths[p];
-      float *got = run(&tn.net, xs, T);
-      snprintf(what, sizeof(what), "config %zu (cell %d H %d): %s bit-identical to scalar", c, cfg[c].cell,
-               cfg[c].H, paths[p]->name);
-      check(memcmp(got, ref, bytes) == 0, what);
-      free(got);
-    }
-    int finite = 1;
-    for (size_t i = 0; i < bytes / sizeof(float); i++) finite &= isfinite(ref[i]);
-    check(finite, "outputs finite");
-    free(ref);
-    free(tn.mem);
-  }
+  check_nets(paths, np, xs, T, 0);
 
   /* 2. activation error against libm, stated in the README: tanh and sigmoid
   ** absolute error <= 2.5e-7 (float32 rounding of the result alone is 6e-8). */
@@ -128,6 +271,22 @@ int main(void) {
     snprintf(what, sizeof(what), "%s gemv_t within 1e-5 of double reference (%.3g)", paths[p]->name, worst);
     check(worst <= 1e-5, what);
     free(w);
+  }
+
+  /* 4, 5. non-finite values through each kernel; gemm_t */
+  for (int p = 0; p < np; p++) {
+    check_nonfinite_values(paths[p]);
+    for (foreign = 0; p > 0 && foreign < 2; foreign++) check_nonfinite_paths(paths[0], paths[p]);
+    foreign = 0;
+    check_gemm(paths[p]);
+  }
+
+  /* 6. whole networks fed NaN, +-Inf, +-3e38 among ordinary values: a few
+  ** steps apart, so states go non-finite at different times */
+  for (int v = 1; v <= 4; v++) {
+    for (int i = 0; i < T * 16; i++) xs[i] = 3.0f * frand();
+    for (int i = v; i < T * 16; i += 97 + 13 * v) xs[i] = specials[(i / 7) % NSPECIAL];
+    check_nets(paths, np, xs, T, v);
   }
   free(xs);
   printf("%d passed, %d failed\n", passed, failed);

@@ -3,7 +3,8 @@ query and the ordered aggregate rnn_predict(m, v ORDER BY t), and compares them 
 
 Installs better-sqlite3 into tests/node/node_modules (git-ignored) with `npm install` when it is missing or not
 major version 12 (13 crashes on Node 20); the first install compiles it, about 1.5 min on 2 cores. Skips when
-node or npm is not installed. Same as `make node-test`.
+node or npm is not installed. Not part of `make test` (tests/conftest.py leaves it out unless it is named):
+run it with `make node-test`, as CI does.
 """
 import json
 import os

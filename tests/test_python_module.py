@@ -249,9 +249,10 @@ def _torch_cases():
         ("gru head std", nn.GRU(2, 16), nn.Linear(16, 1), std, 2, False),
         ("gru 3 layers sigmoid", nn.GRU(1, 4, num_layers=3), nn.Linear(4, 2),
          {"output_activation": "sigmoid"}, 1, False),
-        ("gru bidirectional", nn.GRU(2, 5, bidirectional=True), nn.Linear(10, 3), {}, 2, True),
-        ("lstm bidirectional nested", Net(nn.LSTM(1, 4, bidirectional=True, num_layers=2), 2), None, {}, 1,
+        ("gru bidirectional", nn.GRU(2, 5, bidirectional=True), nn.Linear(10, 3), {"readout": "last_output"}, 2,
          True),
+        ("lstm bidirectional nested", Net(nn.LSTM(1, 4, bidirectional=True, num_layers=2), 2), None,
+         {"readout": "last_output"}, 1, True),
         ("gru nested self.rnn self.fc", Net(nn.GRU(2, 9, num_layers=2), 2), None, {}, 2, False),
         ("lstm nested depth 2", Wrapper(Net(nn.LSTM(1, 6, proj_size=2), 1)), None,
          {"description": "a wrapped net"}, 1, False),
@@ -353,7 +354,7 @@ def test_export_metadata_and_names():
     need_torch()
     import torch.nn as nn
     blob = sqlite_rnn.to_blob(nn.RNN(1, 3, nonlinearity="relu"), nn.Linear(3, 1),
-                              input_mean=21.5, input_std=[3], labels=["up"], description="été", version=2)
+                              input_mean=21.5, input_std=[3], labels=["up"], description="été", extra={"version": 2})
     tensors, md = sqlite_rnn.loads(blob)
     assert sorted(tensors) == ["fc.bias", "fc.weight", "rnn.bias_hh_l0", "rnn.bias_ih_l0", "rnn.weight_hh_l0",
                                "rnn.weight_ih_l0"], sorted(tensors)
@@ -424,8 +425,18 @@ def test_save_upserts():
         pass
     else:
         raise AssertionError("metadata with a BLOB accepted")
-    if have_torch():
-        import torch.nn as nn
-        sqlite_rnn.save(con, "room_temp", nn.GRU(1, 2), nn.Linear(2, 1), description="new")
-        assert con.execute("SELECT count(*), max(note) FROM rnn_models").fetchall() == [(1, "kept")]
-        assert one(con, "SELECT json_extract(rnn_info('room_temp'), '$.hidden_size')") == 2
+
+
+def test_save_upserts_a_module():
+    """save() of a torch module replaces the row's model and keeps its other columns."""
+    need_torch()
+    import torch.nn as nn
+    con = sqlite3.connect(":memory:")
+    sqlite_rnn.load(con)
+    sqlite_rnn.save(con, "room_temp", open(os.path.join(ROOT, "sql", "demo_model.safetensors"), "rb").read())
+    con.execute("ALTER TABLE rnn_models ADD COLUMN note TEXT")
+    con.execute("UPDATE rnn_models SET note = 'kept'")
+    con.commit()
+    sqlite_rnn.save(con, "room_temp", nn.GRU(1, 2), nn.Linear(2, 1), description="new")
+    assert con.execute("SELECT count(*), max(note) FROM rnn_models").fetchall() == [(1, "kept")]
+    assert one(con, "SELECT json_extract(rnn_info('room_temp'), '$.hidden_size')") == 2

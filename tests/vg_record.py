@@ -1,6 +1,6 @@
 """Records the SQL that test modules execute, for `make valgrind` (tests/vg_replay.c replays it under memcheck).
 
-Runs the given test modules through tests/run.py (so they also pass or fail as usual, with the normal rnn.so) while
+Runs the given test modules under pytest (so they also pass or fail as usual, with the normal rnn.so) while
 every sqlite3 connection they open reports each statement it starts, with its parameters expanded (BLOBs as x'..'),
 through set_trace_callback. Writes one file, in execution order:
     O <conn> <database>\\n                      a connection opens (database: :memory: or a file key)
@@ -15,10 +15,7 @@ import os
 import sqlite3
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-
-import run  # noqa: E402
+import pytest
 
 NESTED = "SELECT model FROM rnn_models WHERE name = "   # ext/registry.c's lookup, traced like any statement
 
@@ -80,7 +77,7 @@ def main(argv):
         return 2
     rec = Recorder(argv[0])
     install(rec)
-    rc = run.main([os.path.abspath(p) for p in argv[1:]])
+    rc = pytest.main(["-p", "no:cacheprovider", "-q"] + [os.path.abspath(p) for p in argv[1:]])
     rec.out.close()
     print("recorded %d connections into %s" % (rec.conns, argv[0]))
     return rc

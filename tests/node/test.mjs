@@ -1,6 +1,6 @@
 // sqlite-rnn in Node: better-sqlite3 12 (which bundles its own, newer SQLite) loads rnn.so and runs it.
 //
-// Run by tests/test_node.py (which does the npm install first), or by hand from the repository root:
+// Run by tests/test_node.py (`make node-test`, which does the npm install first), or by hand from the repository root:
 //   (cd tests/node && npm install) && node tests/node/test.mjs
 // The extension is ../../rnn relative to this file, or $RNN_EXT (as tests/rnnlib.py).
 //

@@ -1,0 +1,29 @@
+/*
+** functions.h: the SQL callbacks that rnn.c's registration table installs,
+** exported by the files that implement them. Nothing else should call them.
+*/
+#ifndef RNN_FUNCTIONS_H
+#define RNN_FUNCTIONS_H
+#include "sqlite3ext.h"
+
+/* window.c: rnn_predict and rnn_hidden, aggregate window functions. */
+void rnn_predict_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_predict_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_predict_value(sqlite3_context *ctx);
+void rnn_predict_final(sqlite3_context *ctx);
+void rnn_hidden_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_hidden_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_hidden_value(sqlite3_context *ctx);
+void rnn_hidden_final(sqlite3_context *ctx);
+
+/* eval.c: rnn_eval and rnn_classify, scalar functions over a whole sequence. */
+void rnn_eval_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_classify_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+
+/* seqagg.c: rnn_sequence, a plain aggregate. */
+void rnn_sequence_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_sequence_final(sqlite3_context *ctx);
+
+/* tvf.c: the module behind the eponymous tables rnn_steps and rnn_forecast. */
+extern const sqlite3_module rnn_tvf_module;
+#endif

@@ -1,0 +1,172 @@
+/*
+** kern_body.h: every kernel written once, over the vector operations of
+** kern_simd.h. Each kern_*.c defines its instruction set, includes this file and
+** is compiled with that set's flags, so each path is this text at its width.
+** The run-time choice among the paths stays in cells.c (cpuid), never -march.
+**
+** Rules kept (they make every path give the same bits, tests/test_kernels.c
+** checks it):
+**  1. The whole build uses -ffp-contract=off: only the VFMA written here fuse.
+**  2. Loops run across outputs; each output sums its terms k = 0..n-1 in order,
+**     whatever the vector width, the tile or the number of rows in a product.
+**  3. exp is our own polynomial (no libm exp), so every path rounds alike. The
+**     error of tanh and sigmoid against libm is measured by tests/test_kernels.c.
+**  4. Non-finite values, as PyTorch: a NaN in gives NaN out of every activation;
+**     +-Inf and huge values saturate (tanh to +-1, sigmoid to 1 and, below -87,
+**     to 6.05e-39, where PyTorch reaches 0 below -88.7).
+*/
+#ifndef RNN_KERN_BODY_H
+#define RNN_KERN_BODY_H
+#include "cells.h"
+#include "kern_simd.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define KERN_INLINE static inline __attribute__((always_inline))
+#define KERN_UNROLL _Pragma("GCC unroll 16")
+#else
+#define KERN_INLINE static inline
+#define KERN_UNROLL
+#endif
+
+/* exp(x) = 2^n e^r, x = n*ln2 + r, |r| <= ln2/2. The input is clamped to
+** [EXP_LO, EXP_HI] so 2^n stays a normal float (a NaN passes the clamp);
+** ln2 is split so n*ln2 is exact: LN2_HI has 16 significant bits. */
+#define EXP_LO (-87.0f)
+#define EXP_HI 88.0f
+#define LOG2E 1.44269504088896341f
+#define LN2_HI 0.693145751953125f
+#define LN2_LO 1.428606765330187045e-06f
+
+/* e^r by its degree-7 Taylor polynomial (truncation < 3e-9 relative) in
+** Estrin's scheme: 3 FMAs deep instead of Horner's 7, since the activations
+** sit on the recurrence's critical path and latency is what counts. */
+KERN_INLINE vf vexp(vf x) {
+  x = VMAX(VSET1(EXP_LO), x);
+  x = VMIN(VSET1(EXP_HI), x);
+  vf n = VFLOOR(VFMA(x, VSET1(LOG2E), VSET1(0.5f)));
+  vf r = VFMA(n, VSET1(-LN2_HI), x);
+  r = VFMA(n, VSET1(-LN2_LO), r);
+  vf r2 = VMUL(r, r), r4 = VMUL(r2, r2);
+  vf a = VFMA(VSET1(1.0f), r, VSET1(1.0f)), b = VFMA(VSET1(1.0f / 6.0f), r, VSET1(0.5f));
+  vf c = VFMA(VSET1(1.0f / 120.0f), r, VSET1(1.0f / 24.0f));
+  vf d = VFMA(VSET1(1.0f / 5040.0f), r, VSET1(1.0f / 720.0f));
+  vf p = VFMA(VFMA(d, r2, c), r4, VFMA(b, r2, a));
+  return VMUL(p, VPOW2I(n));
+}
+
+KERN_INLINE vf vsigmoid(vf v) {
+  const vf one = VSET1(1.0f);
+  return VDIV(one, VADD(one, vexp(VSUB(VZERO(), v))));
+}
+
+/* tanh(v) = 1 - 2 / (e^{2v} + 1): saturates cleanly. */
+KERN_INLINE vf vtanh(vf v) {
+  const vf one = VSET1(1.0f), two = VSET1(2.0f);
+  return VSUB(one, VDIV(two, VADD(vexp(VMUL(two, v)), one)));
+}
+
+/* Loads and stores of `left` lanes: all of them (left == KERN_W, a constant
+** after inlining, so no mask is built) or the tail of an array. */
+#define LOADL(p, left) ((left) == KERN_W ? VLOAD(p) : VLOADN(VMASK(left), p))
+#define STOREL(p, left, v)                  \
+  do {                                      \
+    if ((left) == KERN_W) VSTORE(p, v);     \
+    else VSTOREN(VMASK(left), p, v);        \
+  } while (0)
+
+/* Hot: the microkernel of every matrix product. For rows r < nr and the nv
+** vectors of outputs at y: y[r*ldy + j] += sum_k w[k*ld + j] * x[r*ldx + k],
+** k ascending. nr x nv accumulators stay in registers (nr, nv are constants
+** after inlining, the loops unrolled); each weight vector is read once for
+** all nr rows, which is what a batched product gains. */
+#define TILE_ROWS 4 /* most rows per tile: TILE_ROWS x nv accumulators fit the registers */
+#define TILE_NV (KERN_NV_BIG > RNN_LANES / KERN_W ? KERN_NV_BIG : RNN_LANES / KERN_W)
+
+KERN_INLINE void tile(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, const int nr,
+                      const int nv) {
+  vf acc[TILE_ROWS][TILE_NV];
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(y + (size_t)r * ldy + v * KERN_W);
+  }
+  for (int k = 0; k < n; k++) {
+    const float *wk = w + (size_t)k * (size_t)ld;
+    vf xk[TILE_ROWS];
+    KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(x[(size_t)r * ldx + k]);
+    KERN_UNROLL for (int v = 0; v < nv; v++) {
+      vf wv = VLOAD(wk + v * KERN_W);
+      KERN_UNROLL for (int r = 0; r < nr; r++) acc[r][v] = VFMA(wv, xk[r], acc[r][v]);
+    }
+  }
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) VSTORE(y + (size_t)r * ldy + v * KERN_W, acc[r][v]);
+  }
+}
+
+/* y[0..m) += w^T x: tiles of KERN_NV_BIG vectors, then KERN_NV_MID, then
+** RNN_LANES outputs (m is a multiple of RNN_LANES). */
+static void gemv_t(float *restrict y, const float *restrict w, int ld, const float *restrict x, int n, int m) {
+  int j = 0;
+  for (; j + KERN_NV_BIG * KERN_W <= m; j += KERN_NV_BIG * KERN_W) tile(y + j, 0, w + j, ld, x, 0, n, 1, KERN_NV_BIG);
+  for (; j + KERN_NV_MID * KERN_W <= m; j += KERN_NV_MID * KERN_W) tile(y + j, 0, w + j, ld, x, 0, n, 1, KERN_NV_MID);
+  for (; j < m; j += RNN_LANES) tile(y + j, 0, w + j, ld, x, 0, n, 1, RNN_LANES / KERN_W);
+}
+
+/* The same product for `rows` inputs at once (x rows ldx apart, y rows ldy
+** apart): blocks of TILE_ROWS rows share each weight load; row r's outputs are the
+** bits gemv_t gives for x row r alone. */
+static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, const float *restrict x, int ldx, int n,
+                   int m, int rows) {
+  int r = 0;
+  for (; r + TILE_ROWS <= rows; r += TILE_ROWS) {
+    for (int j = 0; j < m; j += RNN_LANES) {
+      tile(y + (size_t)r * ldy + j, ldy, w + j, ld, x + (size_t)r * ldx, ldx, n, TILE_ROWS, RNN_LANES / KERN_W);
+    }
+  }
+  for (; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
+}
+
+/* f applied to y[0..n) in place; the tail is masked. */
+KERN_INLINE void map(float *restrict y, int n, vf (*f)(vf)) {
+  int i = 0;
+  for (; i + KERN_W <= n; i += KERN_W) VSTORE(y + i, f(VLOAD(y + i)));
+  if (i < n) STOREL(y + i, n - i, f(LOADL(y + i, n - i)));
+}
+
+static void sigmoid(float *restrict y, int n) { map(y, n, vsigmoid); }
+static void tanh_(float *restrict y, int n) { map(y, n, vtanh); }
+
+/* PyTorch's LSTM cell at outputs j..j+left: c = f*c + i*g, out = o*tanh(c),
+** each product rounded. */
+KERN_INLINE void lstm_at(const float *restrict g, float *restrict c, float *restrict out, int H, int j, int left) {
+  vf i = vsigmoid(LOADL(g + j, left)), f = vsigmoid(LOADL(g + H + j, left));
+  vf gg = vtanh(LOADL(g + 2 * H + j, left)), o = vsigmoid(LOADL(g + 3 * H + j, left));
+  vf cj = VADD(VMUL(f, LOADL(c + j, left)), VMUL(i, gg));
+  STOREL(c + j, left, cj);
+  STOREL(out + j, left, VMUL(o, vtanh(cj)));
+}
+
+static void lstm(const float *restrict g, float *restrict c, float *restrict out, int H) {
+  int j = 0;
+  for (; j + KERN_W <= H; j += KERN_W) lstm_at(g, c, out, H, j, KERN_W);
+  if (j < H) lstm_at(g, c, out, H, j, H - j);
+}
+
+/* PyTorch's GRU cell at outputs j..j+left: b_hn stays inside r*(...), and
+** h' = (h - n)*z + n as ATen writes it. */
+KERN_INLINE void gru_at(const float *restrict gi, const float *restrict gh, float *restrict h, int H, int j,
+                        int left) {
+  vf r = vsigmoid(VADD(LOADL(gi + j, left), LOADL(gh + j, left)));
+  vf z = vsigmoid(VADD(LOADL(gi + H + j, left), LOADL(gh + H + j, left)));
+  vf nn = vtanh(VADD(LOADL(gi + 2 * H + j, left), VMUL(r, LOADL(gh + 2 * H + j, left))));
+  STOREL(h + j, left, VADD(VMUL(VSUB(LOADL(h + j, left), nn), z), nn));
+}
+
+static void gru(const float *restrict gi, const float *restrict gh, float *restrict h, int H) {
+  int j = 0;
+  for (; j + KERN_W <= H; j += KERN_W) gru_at(gi, gh, h, H, j, KERN_W);
+  if (j < H) gru_at(gi, gh, h, H, j, H - j);
+}
+
+const rnn_kernels KERN_FN(rnn_kernels) = {KERN_NAME, gemv_t, gemm_t, sigmoid, tanh_, lstm, gru};
+
+#endif
