@@ -169,6 +169,20 @@ def test_bidirectional_steps_recomputed_segments():
             assert rows[t][:24] == prefix[:24], (cell, t)
 
 
+def test_final_states_readout_over_segments():
+    """readout final_states reads h_n = cat(forward_{T-1}, backward_0): rnn_eval (the backward pass kept as one
+    state), rnn_steps' last row (after the segments were recomputed) and rnn_forecast agree bit for bit."""
+    con = connect()
+    xs = f32_blob([((13 * t) % 29) / 10.0 - 1.4 for t in range(9000)])
+    for layers in (1, 2):
+        m = models.recurrent("gru", 1, 5, layers=layers, bidirectional=True, head=1, seed=16,
+                             metadata={"readout": "final_states"})
+        ev = one(con, "SELECT rnn_eval(?, ?)", (m, xs))
+        rows = con.execute("SELECT step, output FROM rnn_steps(?, ?) WHERE step >= 8998", (m, xs)).fetchall()
+        fc = one(con, "SELECT output FROM rnn_forecast(?, ?, 1)", (m, xs))
+        assert rows == [(8998, None), (8999, ev)] and fc == ev, (layers, rows, ev, fc)
+
+
 def test_steps_read_out_of_order_columns():
     """Reading hidden before output, output twice, or only some rows gives the values of a full read."""
     con = connect()
