@@ -1,5 +1,5 @@
 /*
-** model.c: safetensors BLOB -> validated rnn_model (DESIGN.md "The model BLOB").
+** model.c: safetensors BLOB -> validated rnn_model (docs/DESIGN.md "The model BLOB").
 **
 ** A model is 8 bytes of little-endian header length N, N bytes of JSON header
 ** ({name: {dtype, shape, data_offsets}}, optional "__metadata__": {str: str}),
