@@ -9,6 +9,11 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    = -Wall -Wextra -Werror -Wno-unused-parameter
 BASE    = -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -ffp-contract=off $(WARN)
+# The shipped build (rnn.so, librnn.a) leaves the invariants' asserts out: a broken
+# invariant must not abort a host process. The sanitizer, out-of-memory, thread and
+# fuzz builds (tests/reliability.mk) compile them in; `make sanitize` runs the whole
+# suite that way.
+RELEASE = -DNDEBUG
 LDLIBS  = -lm
 
 SRC     = ext/rnn.c ext/util.c ext/json.c ext/model.c ext/info.c ext/tokenizer.c ext/cells.c ext/registry.c ext/sequence.c ext/features.c ext/seqagg.c ext/window.c ext/eval.c ext/tvf.c ext/poll.c ext/kern_scalar.c
@@ -29,13 +34,13 @@ PYTHON ?= $(shell for p in /usr/bin/python3 python3; do \
 all: rnn.so
 
 build/%.o: ext/%.c $(HDR) | build
-	$(CC) $(BASE) $(CFLAGS) -c $< -o $@
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) -c $< -o $@
 
 build/kern_avx2.o: ext/kern_avx2.c $(HDR) | build
-	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -c $< -o $@
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -c $< -o $@
 
 build/kern_avx512.o: ext/kern_avx512.c $(HDR) | build
-	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx512) -c $< -o $@
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(SIMD_FLAGS_avx512) -c $< -o $@
 
 OBJ = $(patsubst ext/%.c,build/%.o,$(SRC) $(SIMD))
 

@@ -3,7 +3,7 @@
 ** fraction of this core's FMA peak, measured in the same run. Part of `make bench`.
 **
 ** FLOPs per step count the multiply-adds of the matrix-vector products (2 per
-** weight) plus the head: the same accounting as shared/notes/baselines.md.
+** weight) plus the head, as README "Performance" reports them.
 ** Usage: bench_kernels [path]   (path: scalar, avx2, avx512; default: best)
 */
 #include "../tests/testnet.h"

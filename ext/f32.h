@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <assert.h>
 
 /* Rule 1: FLT_MAX + 2^103, the midpoint between FLT_MAX and 2^128; the tie
 ** rounds to even, which is 2^128 (infinity), so the bound is exclusive. */
@@ -49,5 +50,8 @@ static inline double rnn_f64_get(const unsigned char *p) {
 }
 
 /* Rule 3. */
-static inline int64_t rnn_ring_at(int64_t head, int64_t i, int64_t cap) { return (head + i) & (cap - 1); }
+static inline int64_t rnn_ring_at(int64_t head, int64_t i, int64_t cap) {
+  assert(cap > 0 && (cap & (cap - 1)) == 0 && head >= 0 && head < cap && i >= 0 && i <= cap);
+  return (head + i) & (cap - 1);
+}
 #endif

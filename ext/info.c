@@ -37,7 +37,7 @@ void rnn_json_string(sqlite3_str *s, const char *z) {
 
 /* Rule 2: "metadata":{...} */
 static void info_metadata(sqlite3_str *s, const rnn_load_facts *f) {
-  const rj_node *nd = f->doc->nodes;
+  const rnn_json_node *nd = f->doc->nodes;
   sqlite3_str_appendall(s, "\"metadata\":{");
   for (int k = f->md >= 0 ? nd[f->md].child : -1; k >= 0; k = nd[nd[k].next].next) {
     if (k != nd[f->md].child) sqlite3_str_appendchar(s, 1, ',');
@@ -50,7 +50,7 @@ static void info_metadata(sqlite3_str *s, const rnn_load_facts *f) {
 
 /* Rule 3: ,"warnings":[...] when a metadata key is not one the loader reads. */
 static void info_warnings(sqlite3_str *s, const rnn_load_facts *f) {
-  const rj_node *nd = f->doc->nodes;
+  const rnn_json_node *nd = f->doc->nodes;
   int n = 0;
   for (int k = f->md >= 0 ? nd[f->md].child : -1; k >= 0; k = nd[nd[k].next].next) {
     const char *near;

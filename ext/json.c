@@ -14,42 +14,43 @@
 **     control characters must be escaped; a lone surrogate is an error.
 **  3. Numbers are converted without the C library's locale-dependent strtod; plain
 **     non-negative integers below 2^63 are also kept exactly (shapes, offsets).
-**  4. Nesting is limited to RJ_MAX_DEPTH, a document to RJ_MAX_NODES values and an
-**     object to RJ_MAX_KEYS (keys are checked for duplicates by hash): a parsed
-**     document holds at most RJ_MAX_NODES nodes (12 MiB) plus its decoded strings,
+**  4. Nesting is limited to RNN_JSON_MAX_DEPTH, a document to RNN_JSON_MAX_NODES values and an
+**     object to RNN_JSON_MAX_KEYS (keys are checked for duplicates by hash): a parsed
+**     document holds at most RNN_JSON_MAX_NODES nodes (12 MiB) plus its decoded strings,
 **     whatever the input length (a 60 MB header of numbers was 1.5 GB before).
 **  5. Duplicate keys in one object are an error (safetensors names must be unique).
-**  6. rj_reader streams a JSON text too long to hold as nodes (sequences): it
+**  6. rnn_json_reader streams a JSON text too long to hold as nodes (sequences): it
 **     yields array brackets and scalar values one at a time, keeping the same
 **     grammar and error messages; any other value is checked in "skip" mode,
 **     where the children of arrays are dropped once read and an object keeps
 **     only its keys (for rule 5), so memory does not grow with the input.
 */
 #include "json.h"
+#include "util.h"
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef struct rj_parser {
+typedef struct rnn_json_parser {
   const unsigned char *z;
   size_t n, i;
-  rj_doc *doc;
+  rnn_json_doc *doc;
   char *err;
   size_t errlen;
   int oom;
   int skip;             /* rule 6: drop values once checked */
-} rj_parser;
+} rnn_json_parser;
 
-static int rj_fail(rj_parser *p, const char *what) {
+static int rnn_json_fail(rnn_json_parser *p, const char *what) {
   if (p->err && p->errlen) {
     snprintf(p->err, p->errlen, "%s at byte %llu", what, (unsigned long long)p->i);
   }
   return -1;
 }
 
-static void rj_ws(rj_parser *p) {
+static void rnn_json_ws(rnn_json_parser *p) {
   while (p->i < p->n) {
     unsigned char c = p->z[p->i];
     if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
@@ -57,21 +58,21 @@ static void rj_ws(rj_parser *p) {
   }
 }
 
-static int rj_new_node(rj_parser *p, rj_type t) {
-  rj_doc *d = p->doc;
-  if (d->n_nodes >= RJ_MAX_NODES) {
+static int rnn_json_new_node(rnn_json_parser *p, rnn_json_type t) {
+  rnn_json_doc *d = p->doc;
+  if (d->n_nodes >= RNN_JSON_MAX_NODES) {
     char what[48];
-    snprintf(what, sizeof(what), "more than %d values", RJ_MAX_NODES);
-    return rj_fail(p, what);
+    snprintf(what, sizeof(what), "more than %d values", RNN_JSON_MAX_NODES);
+    return rnn_json_fail(p, what);
   }
   if (d->n_nodes == d->cap_nodes) {
     int cap = d->cap_nodes ? d->cap_nodes * 2 : 64;
-    rj_node *nn = sqlite3_realloc64(d->nodes, (sqlite3_uint64)cap * sizeof(rj_node));
+    rnn_json_node *nn = sqlite3_realloc64(d->nodes, (sqlite3_uint64)cap * sizeof(rnn_json_node));
     if (!nn) { p->oom = 1; return -1; }
     d->nodes = nn;
     d->cap_nodes = cap;
   }
-  rj_node *x = &d->nodes[d->n_nodes];
+  rnn_json_node *x = &d->nodes[d->n_nodes];
   memset(x, 0, sizeof(*x));
   x->type = t;
   x->child = -1;
@@ -79,7 +80,7 @@ static int rj_new_node(rj_parser *p, rj_type t) {
   return d->n_nodes++;
 }
 
-static int rj_hex4(rj_parser *p, unsigned *out) {
+static int rnn_json_hex4(rnn_json_parser *p, unsigned *out) {
   unsigned v = 0;
   if (p->n - p->i < 4) return -1;
   for (int k = 0; k < 4; k++) {
@@ -95,7 +96,7 @@ static int rj_hex4(rj_parser *p, unsigned *out) {
   return 0;
 }
 
-static void rj_put_utf8(char *o, size_t *k, unsigned cp) {
+static void rnn_json_put_utf8(char *o, size_t *k, unsigned cp) {
   if (cp < 0x80) {
     o[(*k)++] = (char)cp;
   } else if (cp < 0x800) {
@@ -113,28 +114,9 @@ static void rj_put_utf8(char *o, size_t *k, unsigned cp) {
   }
 }
 
-/* Length of the valid UTF-8 sequence at z[0..n), or 0 if invalid. */
-static int rj_utf8_len(const unsigned char *z, size_t n) {
-  unsigned c = z[0];
-  int len;
-  unsigned cp, min;
-  if (c < 0x80) return 1;
-  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
-  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
-  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
-  else return 0;
-  if ((size_t)len > n) return 0;
-  for (int k = 1; k < len; k++) {
-    if ((z[k] & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (z[k] & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return len;
-}
-
 /* Parse a string starting at the opening quote into the pool. */
-static int rj_string(rj_parser *p) {
-  int id = rj_new_node(p, RJ_STRING);
+static int rnn_json_parse_string(rnn_json_parser *p) {
+  int id = rnn_json_new_node(p, RNN_JSON_STRING);
   if (id < 0) return -1;
   if (!p->doc->pool) { /* made on the first string, sized to the input */
     p->doc->pool = sqlite3_malloc64(p->n + 1);
@@ -144,13 +126,13 @@ static int rj_string(rj_parser *p) {
   size_t k = 0;
   p->i++; /* opening quote */
   for (;;) {
-    if (p->i >= p->n) return rj_fail(p, "unterminated string");
+    if (p->i >= p->n) return rnn_json_fail(p, "unterminated string");
     unsigned char c = p->z[p->i];
     if (c == '"') { p->i++; break; }
-    if (c < 0x20) return rj_fail(p, "control character in string");
+    if (c < 0x20) return rnn_json_fail(p, "control character in string");
     if (c == '\\') {
       p->i++;
-      if (p->i >= p->n) return rj_fail(p, "unterminated string");
+      if (p->i >= p->n) return rnn_json_fail(p, "unterminated string");
       c = p->z[p->i++];
       switch (c) {
         case '"': o[k++] = '"'; break;
@@ -163,25 +145,25 @@ static int rj_string(rj_parser *p) {
         case 't': o[k++] = '\t'; break;
         case 'u': {
           unsigned cp, lo;
-          if (rj_hex4(p, &cp)) return rj_fail(p, "bad \\u escape");
-          if (cp >= 0xDC00 && cp <= 0xDFFF) return rj_fail(p, "lone low surrogate in \\u escape");
+          if (rnn_json_hex4(p, &cp)) return rnn_json_fail(p, "bad \\u escape");
+          if (cp >= 0xDC00 && cp <= 0xDFFF) return rnn_json_fail(p, "lone low surrogate in \\u escape");
           if (cp >= 0xD800 && cp <= 0xDBFF) {
             if (p->n - p->i < 2 || p->z[p->i] != '\\' || p->z[p->i + 1] != 'u')
-              return rj_fail(p, "lone high surrogate in \\u escape");
+              return rnn_json_fail(p, "lone high surrogate in \\u escape");
             p->i += 2;
-            if (rj_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-              return rj_fail(p, "bad surrogate pair in \\u escape");
+            if (rnn_json_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+              return rnn_json_fail(p, "bad surrogate pair in \\u escape");
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
           }
-          if (cp == 0) return rj_fail(p, "NUL character in string");
-          rj_put_utf8(o, &k, cp);
+          if (cp == 0) return rnn_json_fail(p, "NUL character in string");
+          rnn_json_put_utf8(o, &k, cp);
           break;
         }
-        default: return rj_fail(p, "bad escape in string");
+        default: return rnn_json_fail(p, "bad escape in string");
       }
     } else {
-      int len = rj_utf8_len(p->z + p->i, p->n - p->i);
-      if (!len) return rj_fail(p, "invalid UTF-8 in string");
+      int len = rnn_utf8_len(p->z + p->i, p->n - p->i);
+      if (!len) return rnn_json_fail(p, "invalid UTF-8 in string");
       memcpy(o + k, p->z + p->i, (size_t)len);
       k += (size_t)len;
       p->i += (size_t)len;
@@ -191,7 +173,7 @@ static int rj_string(rj_parser *p) {
   /* decoded text is never longer than its source, so the pool (sized to the
   ** input) cannot overflow */
   p->doc->pool_used += k + 1;
-  rj_node *x = &p->doc->nodes[id];
+  rnn_json_node *x = &p->doc->nodes[id];
   x->str = o;
   x->n = (int)k;
   x->u = 1469598103934665603ull; /* FNV-1a, for the duplicate-key check */
@@ -199,8 +181,8 @@ static int rj_string(rj_parser *p) {
   return id;
 }
 
-static int rj_number(rj_parser *p) {
-  int id = rj_new_node(p, RJ_NUMBER);
+static int rnn_json_parse_number(rnn_json_parser *p) {
+  int id = rnn_json_new_node(p, RNN_JSON_NUMBER);
   if (id < 0) return -1;
   size_t s = p->i;
   int neg = 0, frac = 0, digits = 0;
@@ -208,9 +190,9 @@ static int rj_number(rj_parser *p) {
   int dropped = 0; /* significant digits beyond 19, folded into the exponent */
   long exp10 = 0;
   if (p->z[p->i] == '-') { neg = 1; p->i++; }
-  if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rj_fail(p, "bad number");
+  if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rnn_json_fail(p, "bad number");
   if (p->z[p->i] == '0' && p->i + 1 < p->n && p->z[p->i + 1] >= '0' && p->z[p->i + 1] <= '9')
-    return rj_fail(p, "leading zero in number");
+    return rnn_json_fail(p, "leading zero in number");
   while (p->i < p->n && p->z[p->i] >= '0' && p->z[p->i] <= '9') {
     if (digits < 19) mant = mant * 10 + (uint64_t)(p->z[p->i] - '0');
     else dropped++;
@@ -220,7 +202,7 @@ static int rj_number(rj_parser *p) {
   if (p->i < p->n && p->z[p->i] == '.') {
     frac = 1;
     p->i++;
-    if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rj_fail(p, "bad number");
+    if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rnn_json_fail(p, "bad number");
     while (p->i < p->n && p->z[p->i] >= '0' && p->z[p->i] <= '9') {
       if (digits < 19) { mant = mant * 10 + (uint64_t)(p->z[p->i] - '0'); exp10--; }
       if (mant) digits++;
@@ -233,7 +215,7 @@ static int rj_number(rj_parser *p) {
     frac = 1;
     p->i++;
     if (p->i < p->n && (p->z[p->i] == '+' || p->z[p->i] == '-')) eneg = p->z[p->i++] == '-';
-    if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rj_fail(p, "bad number");
+    if (p->i >= p->n || p->z[p->i] < '0' || p->z[p->i] > '9') return rnn_json_fail(p, "bad number");
     while (p->i < p->n && p->z[p->i] >= '0' && p->z[p->i] <= '9') {
       if (e < 100000) e = e * 10 + (p->z[p->i] - '0');
       p->i++;
@@ -253,7 +235,7 @@ static int rj_number(rj_parser *p) {
     e >>= 1;
   }
   v = exp10 < 0 ? v / scale : v * scale;
-  rj_node *x = &p->doc->nodes[id];
+  rnn_json_node *x = &p->doc->nodes[id];
   x->num = (double)(neg ? -v : v);
   if (!neg && !frac && p->i - s <= 18) {
     x->is_uint = 1;
@@ -262,47 +244,47 @@ static int rj_number(rj_parser *p) {
   return id;
 }
 
-static int rj_value(rj_parser *p, int depth);
+static int rnn_json_parse_value(rnn_json_parser *p, int depth);
 
-static int rj_container(rj_parser *p, int depth, int is_obj) {
-  int id = rj_new_node(p, is_obj ? RJ_OBJECT : RJ_ARRAY);
+static int rnn_json_parse_container(rnn_json_parser *p, int depth, int is_obj) {
+  int id = rnn_json_new_node(p, is_obj ? RNN_JSON_OBJECT : RNN_JSON_ARRAY);
   if (id < 0) return -1;
   int last = -1, count = 0;
-  rj_doc *d = p->doc;
+  rnn_json_doc *d = p->doc;
   char close = is_obj ? '}' : ']';
-  if (depth >= RJ_MAX_DEPTH) return rj_fail(p, "nesting too deep");
+  if (depth >= RNN_JSON_MAX_DEPTH) return rnn_json_fail(p, "nesting too deep");
   p->i++;
-  rj_ws(p);
+  rnn_json_ws(p);
   if (p->i < p->n && p->z[p->i] == close) {
     p->i++;
     return id;
   }
   for (;;) {
     int k = -1, v;
-    rj_ws(p);
-    if (is_obj && count >= RJ_MAX_KEYS) return rj_fail(p, "too many keys in one object");
+    rnn_json_ws(p);
+    if (is_obj && count >= RNN_JSON_MAX_KEYS) return rnn_json_fail(p, "too many keys in one object");
     if (is_obj) {
-      if (p->i >= p->n || p->z[p->i] != '"') return rj_fail(p, "expected a string key");
-      k = rj_string(p);
+      if (p->i >= p->n || p->z[p->i] != '"') return rnn_json_fail(p, "expected a string key");
+      k = rnn_json_parse_string(p);
       if (k < 0) return -1;
-      /* rule 5: a scan over at most RJ_MAX_KEYS hashes; text compared on a match.
+      /* rule 5: a scan over at most RNN_JSON_MAX_KEYS hashes; text compared on a match.
       ** Keys link key -> value -> key, or key -> key in skip mode. */
       for (int c = d->nodes[id].child; c >= 0; c = p->skip ? d->nodes[c].next : d->nodes[d->nodes[c].next].next) {
         if (d->nodes[c].u == d->nodes[k].u && strcmp(d->nodes[c].str, d->nodes[k].str) == 0) {
           char what[96];
           snprintf(what, sizeof(what), "duplicate key '%.60s'", d->nodes[k].str);
-          return rj_fail(p, what);
+          return rnn_json_fail(p, what);
         }
       }
-      rj_ws(p);
-      if (p->i >= p->n || p->z[p->i] != ':') return rj_fail(p, "expected ':'");
+      rnn_json_ws(p);
+      if (p->i >= p->n || p->z[p->i] != ':') return rnn_json_fail(p, "expected ':'");
       p->i++;
     }
     int mark = d->n_nodes;
     size_t pool_mark = d->pool_used;
-    v = rj_value(p, depth + 1);
+    v = rnn_json_parse_value(p, depth + 1);
     if (v < 0) return -1;
-    rj_node *nodes = d->nodes;
+    rnn_json_node *nodes = d->nodes;
     count++;
     if (p->skip) {
       /* rule 6: drop the value; an object keeps its keys, linked key -> key */
@@ -318,40 +300,40 @@ static int rj_container(rj_parser *p, int depth, int is_obj) {
       else nodes[last].next = first;
       last = v;
     }
-    rj_ws(p);
+    rnn_json_ws(p);
     if (p->i < p->n && p->z[p->i] == ',') { p->i++; continue; }
     if (p->i < p->n && p->z[p->i] == close) { p->i++; break; }
-    return rj_fail(p, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+    return rnn_json_fail(p, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
   }
   p->doc->nodes[id].n = count;
   return id;
 }
 
-static int rj_literal(rj_parser *p, const char *word, rj_type t) {
+static int rnn_json_parse_literal(rnn_json_parser *p, const char *word, rnn_json_type t) {
   size_t len = strlen(word);
-  if (p->n - p->i < len || memcmp(p->z + p->i, word, len) != 0) return rj_fail(p, "unexpected character");
+  if (p->n - p->i < len || memcmp(p->z + p->i, word, len) != 0) return rnn_json_fail(p, "unexpected character");
   p->i += len;
-  return rj_new_node(p, t);
+  return rnn_json_new_node(p, t);
 }
 
-static int rj_value(rj_parser *p, int depth) {
-  rj_ws(p);
-  if (p->i >= p->n) return rj_fail(p, "unexpected end of text");
+static int rnn_json_parse_value(rnn_json_parser *p, int depth) {
+  rnn_json_ws(p);
+  if (p->i >= p->n) return rnn_json_fail(p, "unexpected end of text");
   switch (p->z[p->i]) {
-    case '{': return rj_container(p, depth, 1);
-    case '[': return rj_container(p, depth, 0);
-    case '"': return rj_string(p);
-    case 't': return rj_literal(p, "true", RJ_TRUE);
-    case 'f': return rj_literal(p, "false", RJ_FALSE);
-    case 'n': return rj_literal(p, "null", RJ_NULL);
+    case '{': return rnn_json_parse_container(p, depth, 1);
+    case '[': return rnn_json_parse_container(p, depth, 0);
+    case '"': return rnn_json_parse_string(p);
+    case 't': return rnn_json_parse_literal(p, "true", RNN_JSON_TRUE);
+    case 'f': return rnn_json_parse_literal(p, "false", RNN_JSON_FALSE);
+    case 'n': return rnn_json_parse_literal(p, "null", RNN_JSON_NULL);
     default:
-      if (p->z[p->i] == '-' || (p->z[p->i] >= '0' && p->z[p->i] <= '9')) return rj_number(p);
-      return rj_fail(p, "unexpected character");
+      if (p->z[p->i] == '-' || (p->z[p->i] >= '0' && p->z[p->i] <= '9')) return rnn_json_parse_number(p);
+      return rnn_json_fail(p, "unexpected character");
   }
 }
 
-int rj_parse(const char *z, size_t n, rj_doc *doc, char *err, size_t errlen) {
-  rj_parser p;
+int rnn_json_parse(const char *z, size_t n, rnn_json_doc *doc, char *err, size_t errlen) {
+  rnn_json_parser p;
   memset(doc, 0, sizeof(*doc));
   memset(&p, 0, sizeof(p));
   p.z = (const unsigned char *)z;
@@ -359,26 +341,26 @@ int rj_parse(const char *z, size_t n, rj_doc *doc, char *err, size_t errlen) {
   p.doc = doc;
   p.err = err;
   p.errlen = errlen;
-  if (rj_value(&p, 0) < 0) goto fail;
-  rj_ws(&p);
+  if (rnn_json_parse_value(&p, 0) < 0) goto fail;
+  rnn_json_ws(&p);
   if (p.i != p.n) {
-    rj_fail(&p, "trailing characters after JSON value");
+    rnn_json_fail(&p, "trailing characters after JSON value");
     goto fail;
   }
   return 0;
 fail:
-  rj_free(doc);
+  rnn_json_free(doc);
   return p.oom ? 2 : 1;
 }
 
-void rj_free(rj_doc *doc) {
+void rnn_json_free(rnn_json_doc *doc) {
   sqlite3_free(doc->nodes);
   sqlite3_free(doc->pool);
   memset(doc, 0, sizeof(*doc));
 }
 
-int rj_get(const rj_doc *doc, int obj, const char *key) {
-  if (obj < 0 || doc->nodes[obj].type != RJ_OBJECT) return -1;
+int rnn_json_get(const rnn_json_doc *doc, int obj, const char *key) {
+  if (obj < 0 || doc->nodes[obj].type != RNN_JSON_OBJECT) return -1;
   for (int c = doc->nodes[obj].child; c >= 0; c = doc->nodes[doc->nodes[c].next].next) {
     if (strcmp(doc->nodes[c].str, key) == 0) return doc->nodes[c].next;
   }
@@ -389,7 +371,7 @@ int rj_get(const rj_doc *doc, int obj, const char *key) {
 
 enum { RD_FIRST, RD_NEED, RD_SEP };
 
-void rj_reader_init(rj_reader *r, const char *z, size_t n, char *err, size_t errlen) {
+void rnn_json_reader_init(rnn_json_reader *r, const char *z, size_t n, char *err, size_t errlen) {
   memset(r, 0, sizeof(*r));
   r->z = (const unsigned char *)z;
   r->n = n;
@@ -397,27 +379,27 @@ void rj_reader_init(rj_reader *r, const char *z, size_t n, char *err, size_t err
   r->errlen = errlen;
 }
 
-void rj_reader_free(rj_reader *r) { rj_free(&r->doc); }
+void rnn_json_reader_free(rnn_json_reader *r) { rnn_json_free(&r->doc); }
 
-static int rd_fail(rj_reader *r, const char *what) {
+static int rd_fail(rnn_json_reader *r, const char *what) {
   if (r->err && r->errlen) snprintf(r->err, r->errlen, "%s at byte %llu", what, (unsigned long long)r->i);
-  return RJ_EV_ERROR;
+  return RNN_JSON_EV_ERROR;
 }
 
-static void rd_ws(rj_reader *r) {
+static void rd_ws(rnn_json_reader *r) {
   while (r->i < r->n && (r->z[r->i] == ' ' || r->z[r->i] == '\t' || r->z[r->i] == '\n' || r->z[r->i] == '\r')) r->i++;
 }
 
 /* An item ended at depth r->depth. */
-static int rd_after(rj_reader *r, int ev) {
+static int rd_after(rnn_json_reader *r, int ev) {
   if (r->depth == 0) r->root_done = 1;
   else r->state = RD_SEP;
   return ev;
 }
 
 /* Any value but an array, checked in skip mode; its type (and number) kept. */
-static int rd_value(rj_reader *r) {
-  rj_parser p;
+static int rd_value(rnn_json_reader *r) {
+  rnn_json_parser p;
   memset(&p, 0, sizeof(p));
   p.z = r->z;
   p.n = r->n;
@@ -426,25 +408,25 @@ static int rd_value(rj_reader *r) {
   p.err = r->err;
   p.errlen = r->errlen;
   p.skip = 1;
-  int id = rj_value(&p, r->depth);
+  int id = rnn_json_parse_value(&p, r->depth);
   r->i = p.i;
-  if (id < 0) return p.oom ? RJ_EV_NOMEM : RJ_EV_ERROR;
+  if (id < 0) return p.oom ? RNN_JSON_EV_NOMEM : RNN_JSON_EV_ERROR;
   r->type = r->doc.nodes[id].type;
   r->num = r->doc.nodes[id].num;
   r->doc.n_nodes = 0;
   r->doc.pool_used = 0;
-  return rd_after(r, RJ_EV_VALUE);
+  return rd_after(r, RNN_JSON_EV_VALUE);
 }
 
-int rj_reader_next(rj_reader *r) {
+int rnn_json_reader_next(rnn_json_reader *r) {
   rd_ws(r);
-  if (r->root_done) return r->i == r->n ? RJ_EV_END : rd_fail(r, "trailing characters after JSON value");
+  if (r->root_done) return r->i == r->n ? RNN_JSON_EV_END : rd_fail(r, "trailing characters after JSON value");
   if (r->depth > 0 && r->state != RD_NEED) {
     int c = r->i < r->n ? r->z[r->i] : -1;
     if (c == ']') {
       r->i++;
       r->depth--;
-      return rd_after(r, RJ_EV_CLOSE);
+      return rd_after(r, RNN_JSON_EV_CLOSE);
     }
     if (r->state == RD_SEP) {
       if (c != ',') return rd_fail(r, "expected ',' or ']'");
@@ -455,9 +437,9 @@ int rj_reader_next(rj_reader *r) {
   r->state = RD_NEED;
   if (r->i >= r->n) return rd_fail(r, "unexpected end of text");
   if (r->z[r->i] != '[') return rd_value(r);
-  if (r->depth >= RJ_MAX_DEPTH) return rd_fail(r, "nesting too deep");
+  if (r->depth >= RNN_JSON_MAX_DEPTH) return rd_fail(r, "nesting too deep");
   r->i++;
   r->depth++;
   r->state = RD_FIRST;
-  return RJ_EV_OPEN;
+  return RNN_JSON_EV_OPEN;
 }

@@ -1,5 +1,5 @@
 /*
-** model.c: safetensors BLOB -> validated rnn_model (DESIGN.md "The model BLOB").
+** model.c: safetensors BLOB -> validated rnn_model (docs/DESIGN.md "The model BLOB").
 **
 ** A model is 8 bytes of little-endian header length N, N bytes of JSON header
 ** ({name: {dtype, shape, data_offsets}}, optional "__metadata__": {str: str}),
@@ -67,7 +67,7 @@ typedef struct tensor {
 typedef struct loader {
   const unsigned char *data;  /* tensor bytes (after the header) */
   uint64_t data_len;
-  rj_doc doc;
+  rnn_json_doc doc;
   tensor *t;
   int nt;
   int md;                     /* JSON node of __metadata__, or -1 */
@@ -94,7 +94,7 @@ static tensor *find(loader *L, const char *name) {
 }
 
 static const char *meta(loader *L, const char *key) {
-  int v = rj_get(&L->doc, L->md, key);
+  int v = rnn_json_get(&L->doc, L->md, key);
   return v >= 0 ? L->doc.nodes[v].str : NULL;
 }
 
@@ -121,20 +121,20 @@ static const char *foreign_format(const unsigned char *blob, size_t n) {
 
 /* Rule 2 for one tensor entry: the header pair at node k (name) and its value. */
 static int read_entry(loader *L, int k) {
-  rj_node *nd = L->doc.nodes;
+  rnn_json_node *nd = L->doc.nodes;
   const char *name = nd[k].str;
   int v = nd[k].next;
   if (nd[k].n > RNN_MAX_NAME) return fail(L, "tensor name longer than %d bytes", RNN_MAX_NAME);
-  if (nd[v].type != RJ_OBJECT) return fail(L, "tensor '%s': entry is not a JSON object", name);
+  if (nd[v].type != RNN_JSON_OBJECT) return fail(L, "tensor '%s': entry is not a JSON object", name);
   tensor *t = &L->t[L->nt++];
   memset(t, 0, sizeof(*t));
   t->name = name;
-  int dt = rj_get(&L->doc, v, "dtype"), sh = rj_get(&L->doc, v, "shape");
-  int off = rj_get(&L->doc, v, "data_offsets");
+  int dt = rnn_json_get(&L->doc, v, "dtype"), sh = rnn_json_get(&L->doc, v, "shape");
+  int off = rnn_json_get(&L->doc, v, "data_offsets");
   if (dt < 0 || sh < 0 || off < 0 || nd[v].n != 3) {
     return fail(L, "tensor '%s': entry must have exactly dtype, shape and data_offsets", name);
   }
-  if (nd[dt].type != RJ_STRING) return fail(L, "tensor '%s': dtype is not a string", name);
+  if (nd[dt].type != RNN_JSON_STRING) return fail(L, "tensor '%s': dtype is not a string", name);
   t->dtype = -1;
   for (int d = 0; d < 4; d++) {
     if (strcmp(nd[dt].str, rnn_dtype_names[d]) == 0) t->dtype = d;
@@ -142,13 +142,13 @@ static int read_entry(loader *L, int k) {
   if (t->dtype < 0) {
     return fail(L, "tensor '%s': dtype %s is not supported (F32, F16, BF16 or F64)", name, nd[dt].str);
   }
-  if (nd[sh].type != RJ_ARRAY) return fail(L, "tensor '%s': shape is not a JSON array", name);
+  if (nd[sh].type != RNN_JSON_ARRAY) return fail(L, "tensor '%s': shape is not a JSON array", name);
   if (nd[sh].n < 1 || nd[sh].n > 2) {
     return fail(L, "tensor '%s': has %d dimensions, expected 1 or 2", name, nd[sh].n);
   }
   uint64_t numel = 1;
   for (int d = nd[sh].child; d >= 0; d = nd[d].next) {
-    if (nd[d].type != RJ_NUMBER || !nd[d].is_uint) {
+    if (nd[d].type != RNN_JSON_NUMBER || !nd[d].is_uint) {
       return fail(L, "tensor '%s': shape must hold non-negative integers", name);
     }
     if (nd[d].u == 0) return fail(L, "tensor '%s': shape has a zero dimension", name);
@@ -162,11 +162,11 @@ static int read_entry(loader *L, int k) {
     }
     t->shape[t->ndim++] = (int64_t)nd[d].u;
   }
-  if (nd[off].type != RJ_ARRAY || nd[off].n != 2) {
+  if (nd[off].type != RNN_JSON_ARRAY || nd[off].n != 2) {
     return fail(L, "tensor '%s': data_offsets must be a JSON array of 2 integers", name);
   }
   int o0 = nd[off].child, o1 = nd[o0].next;
-  if (nd[o0].type != RJ_NUMBER || !nd[o0].is_uint || nd[o1].type != RJ_NUMBER || !nd[o1].is_uint) {
+  if (nd[o0].type != RNN_JSON_NUMBER || !nd[o0].is_uint || nd[o1].type != RNN_JSON_NUMBER || !nd[o1].is_uint) {
     return fail(L, "tensor '%s': data_offsets must be a JSON array of 2 integers", name);
   }
   t->begin = nd[o0].u;
@@ -230,11 +230,11 @@ static int read_header(loader *L, const unsigned char *blob, size_t n) {
   }
   L->data = blob + 8 + hlen;
   L->data_len = n - 8 - hlen;
-  int rc = rj_parse((const char *)blob + 8, (size_t)hlen, &L->doc, jerr, sizeof(jerr));
+  int rc = rnn_json_parse((const char *)blob + 8, (size_t)hlen, &L->doc, jerr, sizeof(jerr));
   if (rc == 2) { L->nomem = 1; return -1; }
   if (rc) return fail(L, "safetensors header is not valid JSON: %s", jerr);
-  rj_node *nd = L->doc.nodes;
-  if (nd[0].type != RJ_OBJECT) return fail(L, "safetensors header is not a JSON object");
+  rnn_json_node *nd = L->doc.nodes;
+  if (nd[0].type != RNN_JSON_OBJECT) return fail(L, "safetensors header is not a JSON object");
   if (nd[0].n > RNN_MAX_TENSORS + 1) {
     return fail(L, "safetensors header has %d entries, more than the limit %d", nd[0].n, RNN_MAX_TENSORS);
   }
@@ -244,9 +244,9 @@ static int read_header(loader *L, const unsigned char *blob, size_t n) {
     const char *name = nd[k].str;
     int v = nd[k].next;
     if (strcmp(name, "__metadata__") == 0) {
-      if (nd[v].type != RJ_OBJECT) return fail(L, "__metadata__ is not a JSON object");
+      if (nd[v].type != RNN_JSON_OBJECT) return fail(L, "__metadata__ is not a JSON object");
       for (int mk = nd[v].child; mk >= 0; mk = nd[nd[mk].next].next) {
-        if (nd[nd[mk].next].type != RJ_STRING) {
+        if (nd[nd[mk].next].type != RNN_JSON_STRING) {
           return fail(L, "__metadata__ value of '%s' is not a string", nd[mk].str);
         }
       }
@@ -359,22 +359,22 @@ static int parse_act(loader *L, const char *key, int allow_softmax, int *out) {
 /* A standardisation array: JSON array of n finite numbers (positive for std). */
 static int parse_vec(loader *L, const char *key, int n, int positive, float *dst, int *present) {
   const char *v = meta(L, key);
-  rj_doc d;
+  rnn_json_doc d;
   char jerr[128];
   *present = 0;
   if (!v) return 0;
-  int rc = rj_parse(v, strlen(v), &d, jerr, sizeof(jerr));
+  int rc = rnn_json_parse(v, strlen(v), &d, jerr, sizeof(jerr));
   if (rc == 2) { L->nomem = 1; return -1; }
-  int ok = rc == 0 && d.nodes[0].type == RJ_ARRAY && d.nodes[0].n == n;
+  int ok = rc == 0 && d.nodes[0].type == RNN_JSON_ARRAY && d.nodes[0].n == n;
   for (int i = d.nodes && ok ? d.nodes[0].child : -1, j = 0; i >= 0; i = d.nodes[i].next, j++) {
     double x = d.nodes[i].num;
-    if (d.nodes[i].type != RJ_NUMBER || !rnn_f32_finite(x) || (positive && !(x > 0))) {
+    if (d.nodes[i].type != RNN_JSON_NUMBER || !rnn_f32_finite(x) || (positive && !(x > 0))) {
       ok = 0;
       break;
     }
     dst[j] = (float)x;
   }
-  if (rc == 0) rj_free(&d);
+  if (rc == 0) rnn_json_free(&d);
   if (!ok) {
     return fail(L, "__metadata__ %s must be a JSON array of %d finite%s numbers, got %.40U", key, n,
                 positive ? " positive" : "", v, -1);
@@ -869,17 +869,17 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 ** kept as JSON string literals for the result objects (util.c) and rnn_info. */
 static int parse_output_names(loader *L, rnn_model *m) {
   const char *v = meta(L, "output_names");
-  rj_doc d;
+  rnn_json_doc d;
   char jerr[128];
   int rc = 0, n;
   if (!v) return 0;
-  int r = rj_parse(v, strlen(v), &d, jerr, sizeof(jerr));
+  int r = rnn_json_parse(v, strlen(v), &d, jerr, sizeof(jerr));
   if (r == 2) { L->nomem = 1; return -1; }
-  int ok = r == 0 && d.nodes[0].type == RJ_ARRAY && d.nodes[0].n > 0;
+  int ok = r == 0 && d.nodes[0].type == RNN_JSON_ARRAY && d.nodes[0].n > 0;
   for (int i = ok ? d.nodes[0].child : -1; i >= 0; i = d.nodes[i].next) {
-    if (d.nodes[i].type != RJ_STRING || d.nodes[i].n == 0) ok = 0;
+    if (d.nodes[i].type != RNN_JSON_STRING || d.nodes[i].n == 0) ok = 0;
   }
-  if (r == 0 && !ok) rj_free(&d);
+  if (r == 0 && !ok) rnn_json_free(&d);
   if (!ok) return fail(L, "__metadata__ output_names must be a JSON array of distinct non-empty strings");
   n = d.nodes[0].n;
   if (n != m->net.n_out) {
@@ -912,7 +912,7 @@ static int parse_output_names(loader *L, rnn_model *m) {
   }
   m->n_output_names = rc ? 0 : n;
 done:
-  rj_free(&d);
+  rnn_json_free(&d);
   return rc;
 }
 
@@ -955,13 +955,13 @@ int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **
     m->info = rnn_info_json(m, &f);
     if (!m->info) { L.nomem = 1; goto fail; }
   }
-  rj_free(&L.doc);
+  rnn_json_free(&L.doc);
   sqlite3_free(L.t);
   *out = m;
   return SQLITE_OK;
 
 fail:
-  rj_free(&L.doc);
+  rnn_json_free(&L.doc);
   sqlite3_free(L.t);
   rnn_model_free(m);
   if (L.nomem) {

@@ -59,14 +59,14 @@ int rnn_meta_key_known(const char *key, const char **suggestion);
 
 /* What rnn_info() shows beyond the model itself: gathered by the loader,
 ** rendered by info.c. Everything is borrowed for the duration of the call. */
-struct rj_doc;
+struct rnn_json_doc;
 typedef struct rnn_load_facts {
   const char *recurrent_prefix;
   const char *head_prefix;    /* NULL: no head */
   int bias;                   /* the model has bias tensors */
   int tensors;                /* tensors in the BLOB */
   int dtype_count[4];         /* tensors per dtype, in rnn_dtype_names order */
-  const struct rj_doc *doc;   /* the parsed header */
+  const struct rnn_json_doc *doc;   /* the parsed header */
   int md;                     /* doc node of __metadata__, or -1 */
 } rnn_load_facts;
 

@@ -37,6 +37,7 @@
 */
 #include "registry.h"
 SQLITE_EXTENSION_INIT3
+#include <assert.h>
 #include <string.h>
 
 #define RNN_CACHE_MODELS 8
@@ -64,6 +65,7 @@ rnn_conn *rnn_conn_new(sqlite3 *db) {
 void rnn_conn_ref(rnn_conn *c) { c->refs++; }
 
 void rnn_entry_release(rnn_entry *e) {
+  assert(!e || e->refs > 0);
   if (e && --e->refs == 0) {
     rnn_model_free(e->model);
     sqlite3_free(e->blob);
@@ -73,6 +75,7 @@ void rnn_entry_release(rnn_entry *e) {
 
 void rnn_conn_unref(void *p) {
   rnn_conn *c = p;
+  assert(!c || c->refs > 0);
   if (!c || --c->refs > 0) return;
   for (int i = 0; i < RNN_CACHE_MODELS; i++) rnn_entry_release(c->slot[i]);
   sqlite3_free(c);

@@ -98,9 +98,9 @@ static int cmp_item(const void *pa, const void *pb) {
 /* A json_array key into r. Returns 1 to use the row, 0 to skip it (a null
 ** element), -1 after setting err. */
 static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
-  rj_doc d;
+  rnn_json_doc d;
   char jerr[128];
-  int rc = rj_parse(z, (size_t)n, &d, jerr, sizeof(jerr));
+  int rc = rnn_json_parse(z, (size_t)n, &d, jerr, sizeof(jerr));
   if (rc == 2) {
     rnn_err_nomem(err);
     return -1;
@@ -109,17 +109,17 @@ static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
     rnn_err_set(err, "rnn_sequence(): argument 1 (the ordering key) is not valid JSON: %s", jerr);
     return -1;
   }
-  const rj_node *nd = d.nodes;
+  const rnn_json_node *nd = d.nodes;
   size_t bytes = sizeof(seq_key) * (size_t)nd[0].n;
   rc = 1;
   for (int e = nd[0].child, k = 1; e >= 0; e = nd[e].next, k++) {
-    if (nd[e].type == RJ_NULL) {
+    if (nd[e].type == RNN_JSON_NULL) {
       rc = 0;
-    } else if (nd[e].type == RJ_STRING) {
+    } else if (nd[e].type == RNN_JSON_STRING) {
       bytes += (size_t)nd[e].n;
-    } else if (nd[e].type != RJ_NUMBER) {
+    } else if (nd[e].type != RNN_JSON_NUMBER) {
       rnn_err_set(err, "rnn_sequence(): element %d of the ordering key is %s, expected a number or text", k,
-                  nd[e].type == RJ_ARRAY ? "an array" : nd[e].type == RJ_OBJECT ? "an object" : "true or false");
+                  nd[e].type == RNN_JSON_ARRAY ? "an array" : nd[e].type == RNN_JSON_OBJECT ? "an object" : "true or false");
       rc = -1;
       break;
     }
@@ -137,7 +137,7 @@ static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
     for (int e = nd[0].child; e >= 0; e = nd[e].next) {
       seq_key *p = &r->v.parts[r->len++];
       memset(p, 0, sizeof(*p));
-      if (nd[e].type == RJ_STRING) {
+      if (nd[e].type == RNN_JSON_STRING) {
         memcpy(text, nd[e].str, (size_t)nd[e].n);
         p->kind = TEXT_KEY;
         p->v.text = text;
@@ -151,7 +151,7 @@ static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
       }
     }
   }
-  rj_free(&d);
+  rnn_json_free(&d);
   return rc;
 }
 

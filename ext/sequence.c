@@ -111,7 +111,7 @@ static int read_blob(rnn_err *err, const rnn_model *m, sqlite3_value *v, const c
   return 0;
 }
 
-static const char *json_kind(rj_type t) {
+static const char *json_kind(rnn_json_type t) {
   static const char *const k[] = {"null", "false", "true", "a number", "a string", "an array", "an object"};
   return k[t];
 }
@@ -119,7 +119,7 @@ static const char *json_kind(rj_type t) {
 /* A JSON sequence being streamed: values land in xs while they fit the limit
 ** and no step has failed; steps are counted to the end (rule 5). */
 typedef struct json_seq {
-  rj_reader r;
+  rnn_json_reader r;
   const char *fn;
   int I;
   float *xs;              /* [cap] values; owned */
@@ -158,11 +158,11 @@ static float *step_row(json_seq *j) {
 
 /* Skip the rest of an array just opened. Returns the last event. */
 static int skip_array(json_seq *j) {
-  int depth = 1, ev = RJ_EV_OPEN;
+  int depth = 1, ev = RNN_JSON_EV_OPEN;
   while (depth > 0) {
-    ev = rj_reader_next(&j->r);
+    ev = rnn_json_reader_next(&j->r);
     if (ev < 0) return ev;
-    depth += ev == RJ_EV_OPEN ? 1 : ev == RJ_EV_CLOSE ? -1 : 0;
+    depth += ev == RNN_JSON_EV_OPEN ? 1 : ev == RNN_JSON_EV_CLOSE ? -1 : 0;
   }
   return ev;
 }
@@ -172,18 +172,18 @@ static int json_step_array(json_seq *j) {
   float *row = step_row(j);
   int k = 0, ev, bad_k = 0;
   const char *bad_what = NULL; /* the first bad feature, reported if the count is right */
-  while ((ev = rj_reader_next(&j->r)) != RJ_EV_CLOSE) {
+  while ((ev = rnn_json_reader_next(&j->r)) != RNN_JSON_EV_CLOSE) {
     if (ev < 0) return ev;
     k++;
-    if (ev == RJ_EV_OPEN) {
+    if (ev == RNN_JSON_EV_OPEN) {
       if ((ev = skip_array(j)) < 0) return ev;
       if (!bad_what) {
         bad_what = "an array";
         bad_k = k;
       }
-    } else if (j->r.type != RJ_NUMBER || !rnn_f32_finite(j->r.num)) {
+    } else if (j->r.type != RNN_JSON_NUMBER || !rnn_f32_finite(j->r.num)) {
       if (!bad_what) {
-        bad_what = j->r.type == RJ_NUMBER ? "out of float32 range" : json_kind(j->r.type);
+        bad_what = j->r.type == RNN_JSON_NUMBER ? "out of float32 range" : json_kind(j->r.type);
         bad_k = k;
       }
     } else if (row && k <= j->I) {
@@ -202,14 +202,14 @@ static int json_step_array(json_seq *j) {
 
 /* One step that is not an array. */
 static void json_step_value(json_seq *j) {
-  if (j->r.type == RJ_NUMBER && j->I == 1) {
+  if (j->r.type == RNN_JSON_NUMBER && j->I == 1) {
     float *row = step_row(j);
     if (!rnn_f32_finite(j->r.num)) {
       bad_step(j, "%s(): sequence step %lld is not a finite float32 number", j->fn, (long long)j->T);
     } else if (row) {
       row[0] = (float)j->r.num;
     }
-  } else if (j->r.type == RJ_NUMBER) {
+  } else if (j->r.type == RNN_JSON_NUMBER) {
     bad_step(j, "%s(): sequence step %lld is a number, but the model expects %d features per step", j->fn,
              (long long)j->T, j->I);
   } else {
@@ -220,16 +220,16 @@ static void json_step_value(json_seq *j) {
 
 /* Rule 5's order: syntax, kind, emptiness and the limit, the first bad step. */
 static int json_finish(rnn_err *err, json_seq *j, int ev, int root_type, rnn_seq *s) {
-  if (ev == RJ_EV_NOMEM || j->nomem) {
+  if (ev == RNN_JSON_EV_NOMEM || j->nomem) {
     rnn_err_nomem(err);
     return -1;
   }
-  if (ev == RJ_EV_ERROR) {
+  if (ev == RNN_JSON_EV_ERROR) {
     rnn_err_set(err, "%s(): sequence is not valid JSON: %s", j->fn, j->r.err);
     return -1;
   }
-  if (root_type != RJ_ARRAY) {
-    rnn_err_set(err, "%s(): sequence must be a JSON array, got %s", j->fn, json_kind((rj_type)root_type));
+  if (root_type != RNN_JSON_ARRAY) {
+    rnn_err_set(err, "%s(): sequence must be a JSON array, got %s", j->fn, json_kind((rnn_json_type)root_type));
     return -1;
   }
   if (check_size(err, j->fn, j->T, j->I)) return -1;
@@ -246,28 +246,28 @@ static int json_finish(rnn_err *err, json_seq *j, int ev, int root_type, rnn_seq
 static int read_json(rnn_err *err, const rnn_model *m, const char *z, int n, const char *fn, rnn_seq *s) {
   json_seq j;
   char jerr[128];
-  int ev, root_type = RJ_ARRAY;
+  int ev, root_type = RNN_JSON_ARRAY;
   memset(&j, 0, sizeof(j));
-  rj_reader_init(&j.r, z, (size_t)n, jerr, sizeof(jerr));
+  rnn_json_reader_init(&j.r, z, (size_t)n, jerr, sizeof(jerr));
   j.fn = fn;
   j.I = m->net.n_in;
   j.keep = RNN_MAX_SEQ_VALUES / j.I;
-  ev = rj_reader_next(&j.r);
-  if (ev == RJ_EV_VALUE) {
+  ev = rnn_json_reader_next(&j.r);
+  if (ev == RNN_JSON_EV_VALUE) {
     root_type = j.r.type;
-  } else if (ev == RJ_EV_OPEN) {
-    while ((ev = rj_reader_next(&j.r)) != RJ_EV_CLOSE && ev >= 0) {
-      if (ev == RJ_EV_OPEN) ev = json_step_array(&j);
+  } else if (ev == RNN_JSON_EV_OPEN) {
+    while ((ev = rnn_json_reader_next(&j.r)) != RNN_JSON_EV_CLOSE && ev >= 0) {
+      if (ev == RNN_JSON_EV_OPEN) ev = json_step_array(&j);
       else json_step_value(&j);
       if (ev < 0) break;
       j.T++;
     }
   }
-  if (ev >= 0) ev = rj_reader_next(&j.r); /* the end, or trailing characters */
+  if (ev >= 0) ev = rnn_json_reader_next(&j.r); /* the end, or trailing characters */
   int rc = json_finish(err, &j, ev, root_type, s);
   sqlite3_free(j.xs);
   sqlite3_free(j.bad);
-  rj_reader_free(&j.r);
+  rnn_json_reader_free(&j.r);
   return rc;
 }
 

@@ -92,13 +92,13 @@ void rnn_tokenize(const rnn_model *m, const char *z, int n, int *tok, rnn_tokens
 
 /* Rule 1 for one metadata array: strings (non-empty if nonempty), their count
 ** in *count and text bytes (with NULs) added to *bytes. 0 ok, 1 bad, 2 no memory. */
-static int parse_strings(const char *z, rj_doc *d, int nonempty, int *count, size_t *bytes) {
+static int parse_strings(const char *z, rnn_json_doc *d, int nonempty, int *count, size_t *bytes) {
   char jerr[128];
-  int r = rj_parse(z, strlen(z), d, jerr, sizeof(jerr));
+  int r = rnn_json_parse(z, strlen(z), d, jerr, sizeof(jerr));
   if (r) return r;
-  int ok = d->nodes[0].type == RJ_ARRAY && (!nonempty || d->nodes[0].n > 0);
+  int ok = d->nodes[0].type == RNN_JSON_ARRAY && (!nonempty || d->nodes[0].n > 0);
   for (int i = ok ? d->nodes[0].child : -1; i >= 0; i = d->nodes[i].next) {
-    if (d->nodes[i].type != RJ_STRING || (nonempty && d->nodes[i].n == 0)) ok = 0;
+    if (d->nodes[i].type != RNN_JSON_STRING || (nonempty && d->nodes[i].n == 0)) ok = 0;
     else *bytes += (size_t)d->nodes[i].n + 1;
   }
   *count = ok ? d->nodes[0].n : 0;
@@ -106,7 +106,7 @@ static int parse_strings(const char *z, rj_doc *d, int nonempty, int *count, siz
 }
 
 /* Carve the tables from one block; fills vocab (with the duplicate check) and labels. */
-static int fill(rnn_model *m, const rj_doc *dv, int nv, const rj_doc *dl, int nl, size_t bytes, char **err) {
+static int fill(rnn_model *m, const rnn_json_doc *dv, int nv, const rnn_json_doc *dl, int nl, size_t bytes, char **err) {
   int hs = 1, maxlen = 0;
   for (int i = nv ? dv->nodes[0].child : -1; i >= 0; i = dv->nodes[i].next) {
     if (dv->nodes[i].n > maxlen) maxlen = dv->nodes[i].n;
@@ -155,7 +155,7 @@ static int fill(rnn_model *m, const rj_doc *dv, int nv, const rj_doc *dl, int nl
 #define FAIL(...) do { *err = rnn_mprintf(__VA_ARGS__); rc = *err ? SQLITE_ERROR : SQLITE_NOMEM; goto done; } while (0)
 
 int rnn_tokens_load(rnn_model *m, const char *vz, const char *lz, const char *uz, char **err) {
-  rj_doc dv, dl;
+  rnn_json_doc dv, dl;
   int rc = SQLITE_OK, nv = 0, nl = 0;
   size_t bytes = 0;
   memset(&dv, 0, sizeof(dv));
@@ -183,7 +183,7 @@ int rnn_tokens_load(rnn_model *m, const char *vz, const char *lz, const char *uz
     if (m->unknown < 0) FAIL("__metadata__ unknown_token '%s' is not in vocab", uz);
   }
 done:
-  rj_free(&dv);
-  rj_free(&dl);
+  rnn_json_free(&dv);
+  rnn_json_free(&dl);
   return rc;
 }

@@ -35,6 +35,7 @@
 #include "sequence.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
+#include <assert.h>
 #include <string.h>
 
 #define RNN_MAX_FRAME_BYTES (64u << 20)
@@ -191,6 +192,7 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     return;
   }
   if (w->count == 0) return;
+  assert(w->rows == w->count); /* every stepped row is buffered while not dropped */
   w->head = rnn_ring_at(w->head, 1, w->cap);
   w->count--;
   w->rows--;

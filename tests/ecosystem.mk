@@ -36,13 +36,13 @@ $(STATIC_DIR):
 
 # -DSQLITE_CORE: the extension calls sqlite3_* directly instead of through a loaded extension's sqlite3_api
 $(STATIC_DIR)/%.o: ext/%.c $(STATIC_HDR) | $(STATIC_DIR)
-	$(CC) $(BASE) $(CFLAGS) -DSQLITE_CORE -c $< -o $@
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) -DSQLITE_CORE -c $< -o $@
 
 $(STATIC_DIR)/kern_avx2.o: ext/kern_avx2.c $(STATIC_HDR) | $(STATIC_DIR)
-	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -DSQLITE_CORE -c $< -o $@
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -DSQLITE_CORE -c $< -o $@
 
 $(STATIC_DIR)/kern_avx512.o: ext/kern_avx512.c $(STATIC_HDR) | $(STATIC_DIR)
-	$(CC) $(BASE) $(CFLAGS) $(SIMD_FLAGS_avx512) -DSQLITE_CORE -c $< -o $@
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(SIMD_FLAGS_avx512) -DSQLITE_CORE -c $< -o $@
 
 $(STATIC_DIR)/librnn.a: $(STATIC_OBJ)
 	rm -f $@

@@ -8,7 +8,7 @@ Writes one NAME.safetensors per case in CASES and expected.json:
     {name: {"inputs": [[x per feature] per step], "outputs": [[y per output] per step],
             "hidden": [last layer's hidden state after the whole sequence], "n_out": O, "output_std_max": s}}
 where outputs[t] is the model output after steps 0..t computed by torch in float32, with the output activation
-and standardisation of DESIGN.md applied. Models exported in F16/BF16/F64 are run by torch with their weights
+and standardisation of docs/DESIGN.md applied. Models exported in F16/BF16/F64 are run by torch with their weights
 rounded to that dtype and then to float32: exactly what the extension sees. Floats keep 9 significant digits,
 which round-trips every float32 (so the inputs are bit-exact).
 

@@ -1,4 +1,4 @@
-"""Reference implementation of the model semantics of DESIGN.md, in plain Python floats (float64): a test oracle.
+"""Reference implementation of the model semantics of docs/DESIGN.md, in plain Python floats (float64): a test oracle.
 
 No numpy, no torch: it reads the safetensors BLOB with st.py and runs the cells step by step, written to be read
 against PyTorch's documented formulas, not to be fast.

@@ -6,7 +6,7 @@ For each model and its 300-step input sequence, stored in a table seq(t INTEGER 
   - rnn_hidden(...) over the whole sequence equals torch's final last-layer hidden state (a float32 BLOB);
   - tests/ref.py, the pure-Python oracle, agrees with the same fixtures (no extension needed);
   - with torch installed, freshly drawn random models (seed from the clock, shown in every label) agree too.
-Tolerance (DESIGN.md): |ours - torch| <= 2e-5 * max(1, |torch|, output_std).
+Tolerance (docs/DESIGN.md): |ours - torch| <= 2e-5 * max(1, |torch|, output_std).
 """
 import json
 import os

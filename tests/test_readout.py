@@ -13,7 +13,7 @@ by tests/gen_readout.py from modules written the way PyTorch users write them).
   - a readout value other than the two is refused, naming both;
   - with torch installed, random bidirectional models of both readouts agree with torch on 1000 random
     sequences: outputs within tolerance and rnn_classify's label where torch's top two are apart.
-Tolerance (DESIGN.md): |ours - torch| <= 2e-5 * max(1, |torch|, output_std).
+Tolerance (docs/DESIGN.md): |ours - torch| <= 2e-5 * max(1, |torch|, output_std).
 """
 import json
 import os

@@ -10,7 +10,7 @@ of 1, 2 and 50 steps; forecast models with n_out == n_in).
   - the encodings of one sequence (JSON numbers, JSON arrays, float32 BLOB) give bit-identical results;
   - rnn_steps / rnn_forecast joined with a table of sequences give per row what a call per sequence gives;
   - with torch installed, freshly drawn random models (seed from the clock, shown in every label) agree too.
-Tolerance (DESIGN.md): |ours - torch| <= 2e-5 * max(1, |torch|, output_std) for outputs; hidden states, which
+Tolerance (docs/DESIGN.md): |ours - torch| <= 2e-5 * max(1, |torch|, output_std) for outputs; hidden states, which
 standardisation does not scale, use max(1, |torch|).
 """
 import json

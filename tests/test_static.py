@@ -43,6 +43,12 @@ def test_static_program():
     symbols = subprocess.run(["nm", archive], capture_output=True, text=True, check=True).stdout
     assert " T sqlite3_rnn_init\n" in symbols, "librnn.a lacks sqlite3_rnn_init"
     assert "sqlite3_api" not in symbols, "librnn.a was not compiled with -DSQLITE_CORE"
+    # an application links librnn.a beside its own code: every name it defines is ours by prefix
+    defined = subprocess.run(["nm", "-g", "--defined-only", archive], capture_output=True, text=True,
+                             check=True).stdout
+    names = [line.split()[2] for line in defined.splitlines() if len(line.split()) == 3]
+    foreign = [n for n in names if not n.startswith("rnn_") and n != "sqlite3_rnn_init"]
+    assert len(names) > 50 and foreign == [], foreign
     program = os.path.join(ROOT, "build", "static_main")
     r = subprocess.run([program], cwd=ROOT, capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, LD_DEBUG="files"))

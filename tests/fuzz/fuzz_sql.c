@@ -26,7 +26,7 @@
 ** rnn_eval over a JSON sequence, and rnn_eval / rnn_steps over the value bytes
 ** themselves as TEXT (the JSON sequence reader, or the tokenizer for vocab models).
 ** Invariant (abort = finding): wherever both succeed, rnn_predict(m, x) OVER w
-** equals rnn_eval(m, <the frame's non-NULL rows as JSON>) exactly (DESIGN.md:
+** equals rnn_eval(m, <the frame's non-NULL rows as JSON>) exactly (docs/DESIGN.md:
 ** "for every frame, rnn_predict OVER w at a row equals rnn_eval of the frame";
 ** float32 values survive json_array's 15 digits). Frames holding TEXT values
 ** are not compared: TEXT for a vocab model is tokenised, not read as JSON.
