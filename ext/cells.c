@@ -191,64 +191,206 @@ void rnn_output(const rnn_net *n, const rnn_state *st, float *out, float *scratc
   finish(n, scratch, out);
 }
 
-size_t rnn_forward_floats(const rnn_net *n, int64_t T) {
-  size_t f = rnn_state_floats(n) + (size_t)n->ldo;
-  if (n->dirs == 2) {
-    f += (size_t)T * (size_t)(4 * n->hout + n->n_in) + (size_t)n->hout + (size_t)n->hidden;
+/* ---- Bidirectional passes (see cells.h) ---- */
+
+/* rnn_steps needs the last layer's backward h at every step, in forward order.
+** Rather than keep all T of them, the first backward pass keeps the state that
+** enters each segment of K steps (from its end) and segment 0's h; the others
+** are recomputed from their state when the forward steps reach them: about one
+** more backward pass, O(K + T/K) states with K ~ sqrt(T). */
+#define BIDIR_SEG_MIN 4096
+
+static int64_t bidir_seg(int64_t T) {
+  int64_t k = 1;
+  while (k * k < T) k++;
+  k = k < BIDIR_SEG_MIN ? BIDIR_SEG_MIN : k;
+  return k < T ? k : (T > 0 ? T : 1);
+}
+
+uint64_t rnn_bidir_seq_floats(const rnn_net *n, int64_t T, int last_only) {
+  uint64_t f = 0, t = (uint64_t)T, hout = (uint64_t)n->hout;
+  if (n->layers > 1) f += t * 2 * hout;              /* low */
+  if (n->layers > 2) f += t * hout;                  /* the middle layers' backward h */
+  if (!last_only) {
+    uint64_t k = (uint64_t)bidir_seg(T), segs = (t + k - 1) / k;
+    f += k * hout + segs * (hout + (uint64_t)n->hidden);   /* bwd, ckpt */
   }
   return f;
 }
 
-void rnn_forward(const rnn_net *n, const float *xs, int64_t T, float *outs, float *hid, float *work) {
-  rnn_state st;
-  const int I = n->n_in, O = n->n_out, hout = n->hout, wid = n->dirs * hout;
-  rnn_state_init(n, &st, work);
-  float *scratch = work + rnn_state_floats(n);
-  if (n->dirs == 1) {
-    for (int64_t t = 0; t < T; t++) {
-      rnn_step(n, &st, xs + (size_t)t * I);
-      if (outs) rnn_output(n, &st, outs + (size_t)t * O, scratch);
-      if (hid) memcpy(hid + (size_t)t * hout, rnn_last_hidden(n, &st), sizeof(float) * (size_t)hout);
-    }
-    return;
+size_t rnn_bidir_floats(const rnn_net *n, int64_t T, int last_only) {
+  return rnn_state_floats(n) + (size_t)n->ldo + 2 * (size_t)n->hidden
+       + 8 * (size_t)n->hout /* h, bh, cat, fin, bwd[1], hn */ + (size_t)rnn_bidir_seq_floats(n, T, last_only);
+}
+
+/* Layer l's input at step t: the standardised features, or the layer below. */
+static const float *bidir_in(const rnn_net *n, rnn_bidir *b, int l, int64_t t) {
+  if (l > 0) return b->low + (size_t)t * 2 * (size_t)n->hout;
+  standardise(n, b->xs + (size_t)t * n->n_in, b->st.x);
+  return b->st.x;
+}
+
+/* Direction d of layer l from a zero state, `steps` steps from the start (d = 0)
+** or the end (d = 1); h after step t goes to out[(t - base) * stride]. */
+static int bidir_pass(const rnn_net *n, rnn_bidir *b, int l, int d, int64_t steps, int64_t base, float *out,
+                      size_t stride, rnn_tick tick, void *arg) {
+  const size_t hb = sizeof(float) * (size_t)n->hout;
+  memset(b->h, 0, hb);
+  memset(b->c, 0, sizeof(float) * (size_t)n->hidden);
+  for (int64_t s = 0; s < steps; s++) {
+    int64_t t = d == 0 ? s : b->T - 1 - s;
+    cell_step(n, &n->layer[l].dir[d], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
+    memcpy(out + (size_t)(t - base) * stride, b->h, hb);
+    if (tick && tick(arg)) return 1;
   }
-  /* Bidirectional: layer by layer over the whole sequence, PyTorch's
-  ** output[t] = cat(forward_t, backward_t), the head applied per step. */
-  float *buf[2], *xstd, *h, *c;
-  buf[0] = scratch + n->ldo;
-  buf[1] = buf[0] + (size_t)T * wid;
-  xstd = buf[1] + (size_t)T * wid;
-  h = xstd + (size_t)T * I;
-  c = h + hout;
-  for (int64_t t = 0; t < T; t++) standardise(n, xs + (size_t)t * I, xstd + (size_t)t * I);
-  const float *in = xstd;
-  int in_n = I;
-  float *cur = buf[0];
-  for (int l = 0; l < n->layers; l++) {
-    cur = buf[l & 1];
-    for (int d = 0; d < 2; d++) {
-      memset(h, 0, sizeof(float) * (size_t)hout);
-      memset(c, 0, sizeof(float) * (size_t)n->hidden);
-      for (int64_t s = 0; s < T; s++) {
-        int64_t t = d == 0 ? s : T - 1 - s;
-        cell_step(n, &n->layer[l].dir[d], in + (size_t)t * in_n, in_n, h, c, &st);
-        memcpy(cur + (size_t)t * wid + (size_t)d * hout, h, sizeof(float) * (size_t)hout);
-      }
+  return 0;
+}
+
+/* Layers 0..L-2 over the whole sequence into low[T][wid] = cat(forward, backward).
+** Above layer 0 the forward pass overwrites its own input row by row (step t has
+** read row t before it is written), so one [T][hout] buffer holds the backward h. */
+static int bidir_lower(const rnn_net *n, rnn_bidir *b, float *tmp, rnn_tick tick, void *arg) {
+  const size_t hout = (size_t)n->hout, wid = 2 * hout;
+  for (int l = 0; l < n->layers - 1; l++) {
+    if (l == 0) {
+      if (bidir_pass(n, b, 0, 1, b->T, 0, b->low + hout, wid, tick, arg)) return 1;
+      if (bidir_pass(n, b, 0, 0, b->T, 0, b->low, wid, tick, arg)) return 1;
+      continue;
     }
-    in = cur;
-    in_n = wid;
+    if (bidir_pass(n, b, l, 1, b->T, 0, tmp, hout, tick, arg)) return 1;
+    if (bidir_pass(n, b, l, 0, b->T, 0, b->low, wid, tick, arg)) return 1;
+    for (int64_t t = 0; t < b->T; t++) {
+      memcpy(b->low + (size_t)t * wid + hout, tmp + (size_t)t * hout, sizeof(float) * hout);
+    }
   }
+  return 0;
+}
+
+/* The last layer's backward direction over the whole sequence, keeping the state
+** entering each segment and segment 0's h (see BIDIR_SEG_MIN). */
+static int bidir_backward(const rnn_net *n, rnn_bidir *b, rnn_tick tick, void *arg) {
+  const int l = n->layers - 1;
+  const size_t hout = (size_t)n->hout, H = (size_t)n->hidden;
+  memset(b->h, 0, sizeof(float) * hout);
+  memset(b->c, 0, sizeof(float) * H);
+  for (int64_t t = b->T - 1; t >= 0; t--) {
+    if (t == b->T - 1 || (t + 1) % b->seg == 0) {
+      float *k = b->ckpt + (size_t)(t / b->seg) * (hout + H);
+      memcpy(k, b->h, sizeof(float) * hout);
+      memcpy(k + hout, b->c, sizeof(float) * H);
+    }
+    cell_step(n, &n->layer[l].dir[1], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
+    if (t < b->seg) memcpy(b->bwd + (size_t)t * hout, b->h, sizeof(float) * hout);
+    if (tick && tick(arg)) return 1;
+  }
+  memcpy(b->hn, b->h, sizeof(float) * hout);
+  b->cached = 0;
+  return 0;
+}
+
+/* Recompute segment j's backward h from the state entering it. */
+static void bidir_segment(const rnn_net *n, rnn_bidir *b, int64_t j) {
+  const int l = n->layers - 1;
+  const size_t hout = (size_t)n->hout, H = (size_t)n->hidden;
+  const float *k = b->ckpt + (size_t)j * (hout + H);
+  int64_t lo = j * b->seg, hi = lo + b->seg < b->T ? lo + b->seg : b->T;
+  memcpy(b->bh, k, sizeof(float) * hout);
+  memcpy(b->bc, k + hout, sizeof(float) * H);
+  for (int64_t t = hi - 1; t >= lo; t--) {
+    cell_step(n, &n->layer[l].dir[1], bidir_in(n, b, l, t), n->layer[l].in, b->bh, b->bc, &b->st);
+    memcpy(b->bwd + (size_t)(t - lo) * hout, b->bh, sizeof(float) * hout);
+  }
+  b->cached = j;
+}
+
+/* Carve the work area (sizes as rnn_bidir_floats). */
+static void bidir_carve(const rnn_net *n, rnn_bidir *b, int64_t T, int last_only, float *work) {
+  const size_t hout = (size_t)n->hout, H = (size_t)n->hidden;
+  rnn_state_init(n, &b->st, work);
+  work += rnn_state_floats(n);
+  b->scratch = work;
+  work += n->ldo;
+  b->h = work;
+  b->bh = work + hout;
+  b->cat = work + 2 * hout;
+  b->fin = work + 4 * hout;
+  b->bwd = work + 6 * hout;
+  b->hn = work + 7 * hout;
+  work += 8 * hout;
+  b->c = work;
+  b->bc = work + H;
+  work += 2 * H;
+  b->low = NULL;
+  if (n->layers > 1) {
+    b->low = work;
+    work += (size_t)T * 2 * hout;
+  }
+  b->tmp = work;
+  if (n->layers > 2) work += (size_t)T * hout;
+  b->seg = last_only ? 1 : bidir_seg(T);
+  b->ckpt = NULL;
+  if (!last_only) {
+    b->bwd = work;
+    b->ckpt = work + (size_t)b->seg * hout;
+  }
+  b->T = T;
+  b->t = 0;
+  b->cached = -1;
+  b->last_only = last_only;
+}
+
+int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, int last_only, float *work,
+                    rnn_tick tick, void *arg) {
+  bidir_carve(n, b, T, last_only, work);
+  b->xs = xs;
+  if (T < 1) return 0;
+  if (bidir_lower(n, b, b->tmp, tick, arg)) return 1;
+  if (last_only && n->readout == READOUT_FINAL_STATES) {
+    /* only h_n's backward half, after step 0: every step writes over it */
+    b->bwd = b->hn;
+    if (bidir_pass(n, b, n->layers - 1, 1, T, 0, b->hn, 0, tick, arg)) return 1;
+  } else if (last_only) {
+    if (bidir_pass(n, b, n->layers - 1, 1, 1, T - 1, b->bwd, (size_t)n->hout, tick, arg)) return 1;
+  } else if (bidir_backward(n, b, tick, arg)) {
+    return 1;
+  }
+  memset(b->h, 0, sizeof(float) * (size_t)n->hout);
+  memset(b->c, 0, sizeof(float) * (size_t)n->hidden);
+  return 0;
+}
+
+void rnn_bidir_next(const rnn_net *n, rnn_bidir *b) {
+  const int l = n->layers - 1;
+  const size_t hb = sizeof(float) * (size_t)n->hout;
+  int64_t t = b->t++, j = t / b->seg;
+  if (!b->last_only && j != b->cached) bidir_segment(n, b, j);
+  cell_step(n, &n->layer[l].dir[0], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
+  if (b->last_only && t != b->T - 1) return;
+  memcpy(b->cat, b->h, hb);
+  memcpy(b->cat + n->hout, b->bwd + (b->last_only ? 0 : (size_t)(t - j * b->seg) * (size_t)n->hout), hb);
+}
+
+void rnn_bidir_output(const rnn_net *n, rnn_bidir *b, float *out) {
+  const float *h = b->cat;
+  if (n->readout == READOUT_FINAL_STATES && b->t == b->T) {
+    /* h_n = cat(forward_{T-1}, backward_0) */
+    memcpy(b->fin, b->h, sizeof(float) * (size_t)n->hout);
+    memcpy(b->fin + n->hout, b->hn, sizeof(float) * (size_t)n->hout);
+    h = b->fin;
+  }
+  head(n, h, 2 * n->hout, b->scratch);
+  finish(n, b->scratch, out);
+}
+
+int rnn_bidir_last(const rnn_net *n, const float *xs, int64_t T, float *out, float *work, rnn_tick tick, void *arg) {
+  rnn_bidir b;
+  if (rnn_bidir_begin(n, &b, xs, T, 1, work, tick, arg)) return 1;
   for (int64_t t = 0; t < T; t++) {
-    if (hid) memcpy(hid + (size_t)t * wid, cur + (size_t)t * wid, sizeof(float) * (size_t)wid);
-    if (outs) {
-      if (t == T - 1 && n->readout == READOUT_FINAL_STATES) {
-        /* h_n: the backward direction ends at step 0 (cur is not read again) */
-        memmove(cur + (size_t)t * wid + hout, cur + hout, sizeof(float) * (size_t)hout);
-      }
-      head(n, cur + (size_t)t * wid, wid, scratch);
-      finish(n, scratch, outs + (size_t)t * O);
-    }
+    rnn_bidir_next(n, &b);
+    if (tick && tick(arg)) return 1;
   }
+  rnn_bidir_output(n, &b, out);
+  return 0;
 }
 
 /* CPU-path choice. A pure function of the CPU and the environment, read per model

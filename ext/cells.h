@@ -90,14 +90,52 @@ void rnn_step(const rnn_net *net, rnn_state *st, const float *x);
 /* Model output after the steps taken: activation(head(h)) * std + mean, into
 ** out[0..O). scratch holds at least ldo floats. Undefined before the first step. */
 void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scratch);
-/* A whole sequence xs[T][I] (raw features) at once; works for bidirectional
-** models too. outs[T][O] gets the output after each step (bidirectional: the
-** head over output[t]; with READOUT_FINAL_STATES, outs[T-1] reads h_n instead,
-** the earlier rows are the per-step outputs) and hid[T][dirs*hout]
-** the last layer's hidden state (either may be NULL). work holds
-** rnn_forward_floats(net, T) floats. */
-size_t rnn_forward_floats(const rnn_net *net, int64_t T);
-void rnn_forward(const rnn_net *net, const float *xs, int64_t T, float *outs, float *hid, float *work);
+/* Bidirectional models, step by step. Every output needs the backward
+** direction from the sequence's end, so rnn_bidir_begin first runs all of that
+** work: the layers below the last over the whole sequence (kept, [T][2*hout]),
+** then the last layer's backward direction, every step (keeping O(sqrt(T))
+** states from which the forward steps recompute it segment by segment), or with
+** last_only just its first step (t = T-1), which is all the last output needs. Each
+** rnn_bidir_next then takes one forward step of the last layer and sets cat to
+** PyTorch's output[t] = cat(forward_t, backward_t) (with last_only, only at
+** t = T-1); rnn_bidir_output applies the head to it, or after the last step with
+** READOUT_FINAL_STATES to h_n = cat(forward_{T-1}, backward_0) (with last_only
+** the backward pass then runs over every step, keeping only its state).
+** The sequence-sized part of the work area is rnn_bidir_seq_floats: none for one
+** layer with last_only, O(sqrt(T)) states without. tick (may be NULL) runs after every cell step; a
+** non-zero return stops the pass, and rnn_bidir_begin returns non-zero. */
+#define RNN_MAX_BIDIR_FLOATS (1u << 26) /* sequence-sized floats of one pass: 256 MiB */
+typedef int (*rnn_tick)(void *arg);
+typedef struct rnn_bidir {
+  const float *xs;    /* [T][I] raw features (borrowed) */
+  int64_t T, t;       /* sequence length, the next forward step */
+  int last_only;
+  float *low;         /* [T][2*hout] output of the layer below the last; NULL for one layer */
+  float *tmp;         /* [T][hout] backward h of a middle layer (3+ layers) */
+  int64_t seg;        /* K: steps per segment of the last layer's backward h */
+  int64_t cached;     /* the segment whose backward h is in bwd, -1 for none */
+  float *bwd;         /* [K][hout] backward h of the last layer, [1][hout] with last_only */
+  float *ckpt;        /* [ceil(T/K)][hout + H] backward state entering each segment; NULL with last_only */
+  float *h, *c;       /* [hout], [H] forward state of the last layer */
+  float *bh, *bc;     /* [hout], [H] backward state while a segment is recomputed */
+  float *cat;         /* [2*hout] cat(forward_t, backward_t) */
+  float *fin;         /* [2*hout] h_n for READOUT_FINAL_STATES */
+  float *hn;          /* [hout] backward h after step 0, once the whole backward pass ran */
+  float *scratch;     /* [ldo] */
+  rnn_state st;       /* step scratch */
+} rnn_bidir;
+
+uint64_t rnn_bidir_seq_floats(const rnn_net *net, int64_t T, int last_only);
+size_t rnn_bidir_floats(const rnn_net *net, int64_t T, int last_only);
+int rnn_bidir_begin(const rnn_net *net, rnn_bidir *b, const float *xs, int64_t T, int last_only, float *work,
+                    rnn_tick tick, void *arg);
+/* Step b->t (then b->t++); b->cat holds its hidden state. */
+void rnn_bidir_next(const rnn_net *net, rnn_bidir *b);
+/* The model output out[0..O) from b->cat. */
+void rnn_bidir_output(const rnn_net *net, rnn_bidir *b, float *out);
+/* begin with last_only and every next: the output after the whole sequence into
+** out[0..O). Work: rnn_bidir_floats(net, T, 1). Non-zero if tick stopped it. */
+int rnn_bidir_last(const rnn_net *net, const float *xs, int64_t T, float *out, float *work, rnn_tick tick, void *arg);
 /* The last layer's hidden state (hout floats). */
 const float *rnn_last_hidden(const rnn_net *net, const rnn_state *st);
 

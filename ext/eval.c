@@ -14,17 +14,41 @@
 **     final_states, h_n: cat(forward_{T-1}, backward_0).
 **  4. A NULL sequence gives NULL; every other bad sequence is an error
 **     (sequence.c).
+**  5. Memory does not grow with the sequence beyond the sequence itself, except
+**     for bidirectional models of two or more layers, which keep the layers
+**     below the last for every step, up to RNN_MAX_BIDIR_FLOATS (poll.c).
+**  6. sqlite3_interrupt() and progress handlers stop a long call (poll.c).
 */
+#include "poll.h"
 #include "sequence.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
 
+/* The last step's output into last[0..O); non-zero if the connection stopped it
+** (rules 5, 6). work holds eval_floats(). */
+static size_t eval_floats(const rnn_net *net, int64_t T) {
+  return net->dirs == 2 ? rnn_bidir_floats(net, T, 1) : rnn_state_floats(net) + (size_t)net->ldo;
+}
+
+static int eval_run(const rnn_net *net, const rnn_seq *s, float *last, float *work, rnn_poll *poll) {
+  if (net->dirs == 2) return rnn_bidir_last(net, s->xs, s->T, last, work, rnn_poll_cell, poll);
+  rnn_state st;
+  rnn_state_init(net, &st, work);
+  for (int64_t t = 0; t < s->T; t++) {
+    rnn_step(net, &st, s->xs + (size_t)t * net->n_in);
+    if (rnn_poll_step(poll)) return 1;
+  }
+  rnn_output(net, &st, last, work + rnn_state_floats(net));
+  return 0;
+}
+
 /* Run the sequence; returns a malloc'd [O] output of the last step, or NULL
 ** (error set, or *is_null for a NULL sequence). */
 static float *eval_last(sqlite3_context *ctx, sqlite3_value **argv, const char *fn, rnn_entry **pe, int *is_null) {
   rnn_seq s;
-  float *work = NULL, *outs = NULL, *last = NULL;
+  rnn_poll poll;
+  float *work = NULL, *last = NULL;
   *is_null = 0;
   rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
   if (!e) return NULL;
@@ -37,29 +61,27 @@ static float *eval_last(sqlite3_context *ctx, sqlite3_value **argv, const char *
     rnn_entry_release(e);
     return NULL;
   }
-  /* Unidirectional models only need the last output: stream with O(1) memory. */
-  int64_t keep = net->dirs == 2 ? s.T : 1;
-  work = sqlite3_malloc64(rnn_forward_floats(net, net->dirs == 2 ? s.T : 0) * sizeof(float));
-  outs = sqlite3_malloc64((size_t)keep * (size_t)net->n_out * sizeof(float));
+  rnn_poll_init(&poll, sqlite3_context_db_handle(ctx), net);
+  if (net->dirs == 2 && rnn_bidir_fits(&err, net, s.T, 1, fn)) {
+    rnn_err_result(ctx, &err);
+    goto done;
+  }
+  work = sqlite3_malloc64(eval_floats(net, s.T) * sizeof(float));
   last = sqlite3_malloc64((size_t)net->n_out * sizeof(float));
-  if (!work || !outs || !last) {
+  if (!work || !last) {
     sqlite3_free(last);
     last = NULL;
     sqlite3_result_error_nomem(ctx);
     goto done;
   }
-  if (net->dirs == 2) {
-    rnn_forward(net, s.xs, s.T, outs, NULL, work);
-    memcpy(last, outs + (size_t)(s.T - 1) * net->n_out, sizeof(float) * (size_t)net->n_out);
-  } else {
-    rnn_state st;
-    rnn_state_init(net, &st, work);
-    for (int64_t t = 0; t < s.T; t++) rnn_step(net, &st, s.xs + (size_t)t * net->n_in);
-    rnn_output(net, &st, last, work + rnn_state_floats(net));
+  if (eval_run(net, &s, last, work, &poll)) {
+    rnn_poll_result(ctx, &poll);
+    sqlite3_free(last);
+    last = NULL;
   }
 done:
+  rnn_poll_finish(&poll);
   sqlite3_free(work);
-  sqlite3_free(outs);
   rnn_seq_free(&s);
   if (!last) {
     rnn_entry_release(e);

@@ -12,8 +12,8 @@
 ** JSON), tokenizer.c (vocab and labels), cells.c and kern_*.c (the maths),
 ** registry.c (lookup and cache), sequence.c (sequence values), features.c (one
 ** row's features), seqagg.c (rnn_sequence), window.c (rnn_predict, rnn_hidden),
-** eval.c (rnn_eval, rnn_classify), tvf.c (rnn_steps, rnn_forecast), util.c
-** (messages, outputs);
+** eval.c (rnn_eval, rnn_classify), tvf.c (rnn_steps, rnn_forecast), poll.c
+** (stopping and bounding long calls), util.c (messages, outputs);
 ** functions.h declares the callbacks those files export for the table below.
 **
 ** Rules kept:

@@ -19,17 +19,24 @@
 **     unusable one (a join order that cannot supply it yet) makes xBestIndex
 **     return SQLITE_CONSTRAINT so the planner picks another order.
 **  2. Argument values are copied (sqlite3_value_dup) for the hidden columns.
-**  3. rnn_steps computes the whole sequence at xFilter (bidirectional models
-**     need it); rnn_forecast advances one step per row, O(1) memory in horizon.
+**  3. Rows are computed as they are asked for: the cursor keeps the recurrent
+**     state, and a row's output and hidden state are computed when read. Memory
+**     beyond the sequence does not grow with it, except that a bidirectional
+**     model first runs its backward direction, keeping O(sqrt(T)) states of
+**     the last layer (and every step of the layers below it), up to
+**     RNN_MAX_BIDIR_FLOATS (poll.c, cells.c).
 **  4. rnn_forecast needs as many outputs as inputs; horizon is an INTEGER in
 **     1..RNN_MAX_HORIZON. For a bidirectional model, step k+1 is rnn_eval over
 **     the sequence with steps 1..k appended: the whole sequence is rerun per
-**     row, O(T + k) each.
+**     row, O(T + k) each, and the sequence grows as rows are read.
 **  5. A NULL sequence gives no rows.
 **  6. A bidirectional model with readout final_states has one output per
 **     sequence, read from h_n after the whole sequence: rnn_steps gives it on
 **     the last row and NULL before (`hidden` still shows output[t]).
+**  7. sqlite3_interrupt() and progress handlers stop a long xFilter or xNext
+**     (poll.c).
 */
+#include "poll.h"
 #include "sequence.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
@@ -46,6 +53,7 @@ enum { F_STEP, F_OUTPUT, F_MODEL, F_SEQUENCE, F_HORIZON };
 typedef struct tvf_vtab {
   sqlite3_vtab base;
   rnn_conn *conn;         /* borrowed from the module's pAux */
+  sqlite3 *db;            /* the connection, for interrupt checks */
   int kind;
 } tvf_vtab;
 
@@ -53,11 +61,15 @@ typedef struct tvf_cursor {
   sqlite3_vtab_cursor base;
   rnn_entry *e;           /* model reference; released at reset/close */
   sqlite3_value *args[3]; /* copies of the arguments (rule 2); owned */
-  rnn_seq seq;            /* owned */
-  float *outs;            /* steps: [T][O]; forecast: [O] current output; owned */
-  float *hid;             /* steps: [T][dirs*hout]; bidirectional forecast: [T+n][O]; owned */
-  float *work;            /* forecast: state + scratch; owned */
-  rnn_state st;
+  rnn_seq seq;            /* owned; a bidirectional forecast appends its outputs */
+  int64_t cap;            /* steps seq.xs has room for (bidirectional forecast) */
+  float *outs;            /* [ldo] the current row's output; owned */
+  int have_out;           /* steps: outs holds the current row's output */
+  float *work;            /* state and scratch of st or bi; owned */
+  size_t nwork;           /* floats in work */
+  rnn_state st;           /* unidirectional models */
+  rnn_bidir bi;           /* bidirectional rnn_steps */
+  rnn_poll poll;          /* interrupt checks; its statement is finalized before returning */
   int64_t row, n;         /* current row (0-based) and row count */
 } tvf_cursor;
 
@@ -76,6 +88,7 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc, const char *const *argv
   if (!v) return SQLITE_NOMEM;
   memset(v, 0, sizeof(*v));
   v->conn = aux;
+  v->db = db;
   v->kind = kind;
   *pp = &v->base;
   return SQLITE_OK;
@@ -129,8 +142,8 @@ static void tvf_reset(tvf_cursor *c) {
   for (int i = 0; i < 3; i++) sqlite3_value_free(c->args[i]);
   rnn_seq_free(&c->seq);
   sqlite3_free(c->outs);
-  sqlite3_free(c->hid);
   sqlite3_free(c->work);
+  rnn_poll_finish(&c->poll);
   sqlite3_vtab_cursor base = c->base; /* SQLite's pVtab must survive */
   memset(c, 0, sizeof(*c));
   c->base = base;
@@ -142,22 +155,55 @@ static int tvf_close(sqlite3_vtab_cursor *p) {
   return SQLITE_OK;
 }
 
+/* Advance rnn_steps to row c->row (rule 3: the output waits until read). */
+static void steps_advance(tvf_cursor *c) {
+  const rnn_net *net = &c->e->model->net;
+  c->have_out = 0;
+  if (net->dirs == 2) rnn_bidir_next(net, &c->bi);
+  else rnn_step(net, &c->st, c->seq.xs + (size_t)c->row * net->n_in);
+}
+
 static int filter_steps(tvf_cursor *c, const char *fn, rnn_err *err) {
   const rnn_net *net = &c->e->model->net;
-  const int hw = net->dirs * net->hout;
-  c->outs = sqlite3_malloc64((size_t)c->seq.T * (size_t)net->n_out * sizeof(float));
-  c->hid = sqlite3_malloc64((size_t)c->seq.T * (size_t)hw * sizeof(float));
-  c->work = sqlite3_malloc64(rnn_forward_floats(net, c->seq.T) * sizeof(float));
-  if (!c->outs || !c->hid || !c->work) {
+  const int bi = net->dirs == 2;
+  if (bi && rnn_bidir_fits(err, net, c->seq.T, 0, fn)) return -1;
+  c->nwork = bi ? rnn_bidir_floats(net, c->seq.T, 0) : rnn_state_floats(net) + (size_t)net->ldo;
+  c->work = sqlite3_malloc64(c->nwork * sizeof(float));
+  c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
+  if (!c->work || !c->outs) {
     rnn_err_nomem(err);
     return -1;
   }
-  (void)fn;
-  rnn_forward(net, c->seq.xs, c->seq.T, c->outs, c->hid, c->work);
-  sqlite3_free(c->work);
-  c->work = NULL;
   c->n = c->seq.T;
+  if (bi) {
+    if (rnn_bidir_begin(net, &c->bi, c->seq.xs, c->seq.T, 0, c->work, rnn_poll_cell, &c->poll)) return 1;
+  } else {
+    rnn_state_init(net, &c->st, c->work);
+  }
+  steps_advance(c);
   return 0;
+}
+
+/* Make room for T steps in the sequence and the work area of a bidirectional
+** forecast rerun (both grow as rows are read). */
+static int forecast_room(tvf_cursor *c, int64_t T) {
+  const rnn_net *net = &c->e->model->net;
+  if (T > c->cap) {
+    int64_t cap = c->cap * 2 > T ? c->cap * 2 : T;
+    if (cap > c->seq.T + c->n - 1) cap = c->seq.T + c->n - 1;
+    float *xs = sqlite3_realloc64(c->seq.xs, (size_t)cap * (size_t)net->n_in * sizeof(float));
+    if (!xs) return SQLITE_NOMEM;
+    c->seq.xs = xs;
+    c->cap = cap;
+  }
+  size_t need = rnn_bidir_floats(net, c->cap, 1);
+  if (need > c->nwork) {
+    float *w = sqlite3_realloc64(c->work, need * sizeof(float));
+    if (!w) return SQLITE_NOMEM;
+    c->work = w;
+    c->nwork = need;
+  }
+  return SQLITE_OK;
 }
 
 /* Rule 4: a bidirectional model's forecast is rnn_eval over the sequence with
@@ -171,22 +217,14 @@ static int forecast_bidirectional(tvf_cursor *c, const char *fn, rnn_err *err) {
                 fn, (long long)total, I, RNN_MAX_SEQ_VALUES);
     return -1;
   }
-  float *xs = sqlite3_realloc64(c->seq.xs, (size_t)total * (size_t)I * sizeof(float));
-  if (!xs) {
-    rnn_err_nomem(err);
-    return -1;
-  }
-  c->seq.xs = xs;
-  c->hid = sqlite3_malloc64((size_t)total * (size_t)net->n_out * sizeof(float)); /* every step's output */
-  c->work = sqlite3_malloc64(rnn_forward_floats(net, total) * sizeof(float));
+  if (rnn_bidir_fits(err, net, total, 1, fn)) return -1;
+  c->cap = c->seq.T;
   c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
-  if (!c->hid || !c->work || !c->outs) {
+  if (!c->outs || forecast_room(c, c->seq.T) != SQLITE_OK) {
     rnn_err_nomem(err);
     return -1;
   }
-  rnn_forward(net, c->seq.xs, c->seq.T, c->hid, NULL, c->work);
-  memcpy(c->outs, c->hid + (size_t)(c->seq.T - 1) * net->n_out, sizeof(float) * (size_t)net->n_out);
-  return 0;
+  return rnn_bidir_last(net, c->seq.xs, c->seq.T, c->outs, c->work, rnn_poll_cell, &c->poll);
 }
 
 static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
@@ -225,7 +263,10 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
     return -1;
   }
   rnn_state_init(net, &c->st, c->work);
-  for (int64_t t = 0; t < c->seq.T; t++) rnn_step(net, &c->st, c->seq.xs + (size_t)t * net->n_in);
+  for (int64_t t = 0; t < c->seq.T; t++) {
+    rnn_step(net, &c->st, c->seq.xs + (size_t)t * net->n_in);
+    if (rnn_poll_step(&c->poll)) return 1;
+  }
   rnn_output(net, &c->st, c->outs, c->work + nst);
   rnn_seq_free(&c->seq); /* only the state is needed from here on */
   return 0;
@@ -248,29 +289,36 @@ static int tvf_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, in
   int rc = rnn_seq_read(&err, c->e->model, c->args[1], fn, &c->seq);
   if (rc == 1) return SQLITE_OK; /* rule 5: NULL sequence, no rows */
   if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
+  rnn_poll_init(&c->poll, v->db, &c->e->model->net);
   rc = v->kind == KIND_STEPS ? filter_steps(c, fn, &err) : filter_forecast(c, fn, &err);
-  if (rc) return rnn_err_vtab(p->pVtab, &err);
+  rnn_poll_finish(&c->poll);
+  if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
+  if (rc > 0) return rnn_poll_vtab(p->pVtab, &c->poll); /* rule 7 */
   return SQLITE_OK;
 }
 
 static int tvf_next(sqlite3_vtab_cursor *p) {
   tvf_cursor *c = (tvf_cursor *)p;
   tvf_vtab *v = (tvf_vtab *)p->pVtab;
+  const rnn_net *net = &c->e->model->net;
   c->row++;
-  if (v->kind == KIND_FORECAST && c->row < c->n) {
-    const rnn_net *net = &c->e->model->net;
-    if (net->dirs == 2) {
-      /* append the last output to the sequence and run it all again */
-      int64_t T = c->seq.T + c->row;
-      memcpy(c->seq.xs + (size_t)(T - 1) * net->n_in, c->outs, sizeof(float) * (size_t)net->n_in);
-      rnn_forward(net, c->seq.xs, T, c->hid, NULL, c->work);
-      memcpy(c->outs, c->hid + (size_t)(T - 1) * net->n_out, sizeof(float) * (size_t)net->n_out);
-    } else {
-      rnn_step(net, &c->st, c->outs); /* feed the last output back in */
-      rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
-    }
+  if (c->row >= c->n) return SQLITE_OK;
+  if (v->kind == KIND_STEPS) {
+    steps_advance(c);
+    return SQLITE_OK;
   }
-  return SQLITE_OK;
+  if (net->dirs == 1) {
+    rnn_step(net, &c->st, c->outs); /* feed the last output back in */
+    rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
+    return SQLITE_OK;
+  }
+  /* append the last output to the sequence and run it all again */
+  int64_t T = c->seq.T + c->row;
+  if (forecast_room(c, T) != SQLITE_OK) return SQLITE_NOMEM;
+  memcpy(c->seq.xs + (size_t)(T - 1) * net->n_in, c->outs, sizeof(float) * (size_t)net->n_in);
+  int stopped = rnn_bidir_last(net, c->seq.xs, T, c->outs, c->work, rnn_poll_cell, &c->poll);
+  rnn_poll_finish(&c->poll);
+  return stopped ? rnn_poll_vtab(p->pVtab, &c->poll) : SQLITE_OK;
 }
 
 static int tvf_eof(sqlite3_vtab_cursor *p) {
@@ -308,13 +356,18 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
     case S_OUTPUT:
       if (net->dirs == 2 && net->readout == READOUT_FINAL_STATES && c->row < c->n - 1) {
         sqlite3_result_null(ctx); /* rule 6: h_n exists once the whole sequence is read */
-      } else {
-        rnn_result_output_named(ctx, c->outs + (size_t)c->row * net->n_out, net->n_out, m->output_names);
+        break;
       }
+      if (!c->have_out) {
+        if (net->dirs == 2) rnn_bidir_output(net, &c->bi, c->outs);
+        else rnn_output(net, &c->st, c->outs, c->work + rnn_state_floats(net));
+        c->have_out = 1;
+      }
+      rnn_result_output_named(ctx, c->outs, net->n_out, m->output_names);
       break;
     case S_HIDDEN: {
       int hw = net->dirs * net->hout;
-      unsigned char *b = rnn_f32_blob(c->hid + (size_t)c->row * hw, hw);
+      unsigned char *b = rnn_f32_blob(net->dirs == 2 ? c->bi.cat : rnn_last_hidden(net, &c->st), hw);
       if (!b) return SQLITE_NOMEM;
       sqlite3_result_blob(ctx, b, hw * 4, sqlite3_free);
       sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
