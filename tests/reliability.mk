@@ -54,7 +54,7 @@ build/asan/rnn.so: $(call rel_objs,build/asan)
 # a subprocess or one the harness caught as a test failure.
 sanitize: check-python rnn.so build/test_kernels build/asan/rnn.so
 	@rt=$$($(CC) -print-file-name=libasan.so); test -f "$$rt" || { echo "no libasan for $(CC)"; exit 1; }; \
-	{ LD_PRELOAD="$$rt" RNN_EXT=$(CURDIR)/build/asan/rnn \
+	{ LD_PRELOAD="$$rt" RNN_EXT=$(CURDIR)/build/asan/rnn RNN_SANITIZE=1 \
 	  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  $(PYTHON) -m pytest -p no:cacheprovider; echo $$? > build/asan/test.rc; } 2>&1 | tee build/asan/test.log; \
 	if grep -E "runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer" build/asan/test.log; then \

@@ -631,6 +631,9 @@ def test_cell_loops_refused_with_the_copy():
 
 def test_torchscript_refused_with_the_way_back():
     torch = need("torch")
+    if os.environ.get("RNN_SANITIZE"):
+        raise Skip("torch.jit.trace fails an internal check of a preloaded ASan runtime (in torch, before any "
+                   "call into the extension); `make test` runs this test")
     import torch.nn as nn
 
     class Net(nn.Module):
