@@ -171,7 +171,7 @@ static int read_entry(loader *L, int k) {
                        name, (unsigned long long)(t->end - t->begin), rnn_dtype_names[t->dtype],
                        (unsigned long long)numel, (unsigned long long)(numel * (uint64_t)dt_size[t->dtype]));
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 2: the tensors tile the buffer exactly. */
@@ -197,7 +197,7 @@ static int check_tiling(loader *L) {
     return rnn_err_set(L->err, "data buffer has %llu bytes after the last tensor",
                        (unsigned long long)(L->data_len - at));
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rules 1 and 2: the header and the tensor table. */
@@ -298,7 +298,7 @@ static int put(loader *L, tensor *t, float *dst, int ld) {
       else dst[r] = v;
     }
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 static const char *shape_str(const tensor *t, char *buf, size_t n) {
@@ -336,12 +336,12 @@ const char *const rnn_act_names[] = {"none", "sigmoid", "tanh", "softmax", "log_
 static int parse_act(loader *L, const char *key, int allow_softmax, int *out) {
   const char *v = meta(L, key);
   *out = ACT_NONE;
-  if (!v) return 0;
+  if (!v) return SQLITE_OK;
   for (int a = 0; a < 6; a++) {
     if (strcmp(v, rnn_act_names[a]) != 0) continue;
     if (allow_softmax ? a == ACT_RELU : (a == ACT_SOFTMAX || a == ACT_LOG_SOFTMAX)) break;
     *out = a;
-    return 0;
+    return SQLITE_OK;
   }
   return rnn_err_set(L->err, "__metadata__ %s is '%s', expected one of %s", key, v,
                      allow_softmax ? "none, sigmoid, tanh, softmax, log_softmax" : "none, tanh, relu, sigmoid");
@@ -353,7 +353,7 @@ static int parse_vec(loader *L, const char *key, int n, int positive, float *dst
   rnn_json_doc d;
   rnn_err jerr = {SQLITE_OK, NULL}; /* not shown: the message below says what is expected */
   *present = 0;
-  if (!v) return 0;
+  if (!v) return SQLITE_OK;
   int rc = rnn_json_parse(v, strlen(v), &d, &jerr);
   sqlite3_free(jerr.msg);
   if (rc == SQLITE_NOMEM) return rnn_err_nomem(L->err);
@@ -372,7 +372,7 @@ static int parse_vec(loader *L, const char *key, int n, int positive, float *dst
                        positive ? " positive" : "", v, -1);
   }
   *present = 1;
-  return 0;
+  return SQLITE_OK;
 }
 
 const char *const rnn_cell_names[] = {"rnn_tanh", "rnn_relu", "lstm", "gru", "seed"};
@@ -403,7 +403,7 @@ static int find_prefix(loader *L, plan *p) {
       return rnn_err_set(L->err, "no tensor '%sweight_ih_l0' or '%si2h.weight' for __metadata__ recurrent_prefix",
                          want, want);
     }
-    return 0;
+    return SQLITE_OK;
   }
   for (int i = 0; i < L->nt; i++) {
     const char *nm = L->t[i].name;
@@ -428,7 +428,7 @@ static int find_prefix(loader *L, plan *p) {
     return rnn_err_set(L->err, "__metadata__ cell is '%s' but the tensors are those of %s", cell,
                        p->seed ? "the tutorial (seed) RNN" : "nn.RNN, nn.LSTM or nn.GRU");
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 3: the head is whatever `<Q>weight` is left after the recurrent tensors. */
@@ -444,7 +444,7 @@ static int find_head(loader *L, plan *p) {
     if (!t || t->used) return rnn_err_set(L->err, "no tensor '%s' for __metadata__ head_prefix", nm);
     strcpy(p->head, want);
     p->has_head = 1;
-    return 0;
+    return SQLITE_OK;
   }
   for (int i = 0; i < L->nt; i++) {
     const char *nm = L->t[i].name;
@@ -459,7 +459,7 @@ static int find_head(loader *L, plan *p) {
     p->head[plen] = 0;
     p->has_head = 1;
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 
@@ -479,14 +479,14 @@ static int seed_sizes(loader *L, const plan *P, rnn_net *net, int64_t *I, int64_
   net->cell = CELL_SEED;
   net->layers = 1;
   net->dirs = 1;
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 4: metadata `cell` must name a cell and agree with the gate count G. */
 static int check_cell(loader *L, const plan *P, rnn_net *net, int64_t G) {
   const char *cell = meta(L, "cell");
   int want = -1;
-  if (!cell) return 0;
+  if (!cell) return SQLITE_OK;
   for (int c = 0; c < 5; c++) {
     if (strcmp(cell, rnn_cell_names[c]) == 0) want = c;
   }
@@ -499,7 +499,7 @@ static int check_cell(loader *L, const plan *P, rnn_net *net, int64_t G) {
     return rnn_err_set(L->err, "__metadata__ cell is '%s' but the tensors under '%s' have %lld gates (%s)", cell,
                        P->prefix, (long long)G, rnn_cell_names[net->cell]);
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rules 3 and 4, nn.RNN/LSTM/GRU: sizes and cell from layer 0, then the layer
@@ -539,7 +539,7 @@ static int recurrent_sizes(loader *L, const plan *P, rnn_net *net, int64_t *I, i
   net->layers = layers;
   snprintf(nm, sizeof(nm), "%sweight_ih_l0_reverse", pre);
   net->dirs = find(L, nm) ? 2 : 1;
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rules 3, 4 and 7: the sizes of rnn_net that the tensor names and shapes tell. */
@@ -562,17 +562,17 @@ static int read_sizes(loader *L, const plan *P, rnn_net *net) {
   net->hout = (int)(proj ? proj : H);
   net->ldg = round_up(net->gates * net->hidden);
   net->ldp = proj ? round_up((int)proj) : 0;
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 6: metadata `readout`: what the head reads after a whole sequence. */
 static int parse_readout(loader *L, rnn_net *net) {
   const char *v = meta(L, "readout");
   net->readout = READOUT_LAST_OUTPUT;
-  if (!v || strcmp(v, "last_output") == 0) return 0;
+  if (!v || strcmp(v, "last_output") == 0) return SQLITE_OK;
   if (strcmp(v, "final_states") == 0) {
     net->readout = READOUT_FINAL_STATES;
-    return 0;
+    return SQLITE_OK;
   }
   return rnn_err_set(L->err, "__metadata__ readout is '%s', expected one of last_output, final_states", v);
 }
@@ -619,7 +619,7 @@ static int check_recurrent(loader *L, plan *P, const rnn_net *net) {
       if (net->proj && use(L, nm, net->proj, net->hidden, 1, NULL)) return L->err->rc;
     }
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 3, the tutorial cell: i2h.bias, i2o.weight [O, I + H], i2o.bias. */
@@ -639,7 +639,7 @@ static int check_seed(loader *L, plan *P, const rnn_net *net, int64_t *O) {
   snprintf(nm, sizeof(nm), "%si2o.bias", pre);
   if (use(L, nm, *O, 0, 0, &P->seed_ob)) return L->err->rc;
   P->bias = P->seed_b || P->seed_ob;
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 3: the optional Linear head over the last layer's dirs * hout units. */
@@ -649,7 +649,7 @@ static int check_head(loader *L, plan *P, const rnn_net *net, int64_t *O) {
   if (find_head(L, P)) return L->err->rc;
   if (!P->has_head) {
     *O = width;
-    return 0;
+    return SQLITE_OK;
   }
   snprintf(nm, sizeof(nm), "%sweight", P->head);
   P->head_w = find(L, nm);
@@ -679,7 +679,7 @@ static int check_tensors(loader *L, plan *P, rnn_model *m) {
   net->ldo = round_up((int)O);
   m->n_params = 0;
   for (int i = 0; i < L->nt; i++) m->n_params += L->t[i].shape[0] * (L->t[i].ndim == 2 ? L->t[i].shape[1] : 1);
-  return 0;
+  return SQLITE_OK;
 }
 
 /* The weight arena as a bump allocator. With base NULL it only counts the
@@ -700,7 +700,7 @@ static float *take(arena *a, int64_t count) {
 /* Copy tensor `name` into dst if present (an absent bias stays zero). */
 static int put_named(loader *L, const char *name, float *dst, int ld) {
   tensor *t = find(L, name);
-  return t ? put(L, t, dst, ld) : 0;
+  return t ? put(L, t, dst, ld) : SQLITE_OK;
 }
 
 /* Layout of the recurrent layers: per layer and direction W_ih^T, W_hh^T (one
@@ -738,7 +738,7 @@ static int lay_out_layers(loader *L, const plan *P, rnn_model *m, arena *a) {
       dr->whr = whr;
     }
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Layout of the tutorial cell: i2h.weight^T [I+H][ldg], i2h.bias, a zero b_hh,
@@ -749,7 +749,7 @@ static int lay_out_seed(loader *L, const plan *P, rnn_model *m, arena *a) {
   const int64_t IH = (int64_t)net->n_in + net->hidden;
   float *wih = take(a, IH * net->ldg), *bih = take(a, net->ldg), *bhh = take(a, net->ldg);
   float *wo = take(a, IH * net->ldo), *bo = take(a, net->ldo);
-  if (!a->base) return 0;
+  if (!a->base) return SQLITE_OK;
   rnn_dir *dr = &m->layers[0].dir[0];
   m->layers[0].in = (int)IH;
   snprintf(nm, sizeof(nm), "%si2h.weight", P->prefix);
@@ -762,7 +762,7 @@ static int lay_out_seed(loader *L, const plan *P, rnn_model *m, arena *a) {
   dr->bhh = bhh;
   net->seed_o = wo;
   net->seed_ob = bo;
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Layout of the head (weight^T [dirs*hout][ldo], bias) and of the four
@@ -777,7 +777,7 @@ static int lay_out_head(loader *L, const plan *P, rnn_model *m, arena *a) {
   }
   float *im = take(a, round_up(net->n_in)), *is = take(a, round_up(net->n_in));
   float *om = take(a, net->ldo), *os = take(a, net->ldo);
-  if (!a->base) return 0;
+  if (!a->base) return SQLITE_OK;
   if (hw && put(L, P->head_w, hw, net->ldo)) return L->err->rc;
   if (P->head_b && put(L, P->head_b, hb, 0)) return L->err->rc;
   net->head_w = hw;
@@ -792,7 +792,7 @@ static int lay_out_head(loader *L, const plan *P, rnn_model *m, arena *a) {
   net->in_std = present[1] ? is : NULL;
   net->out_mean = present[2] ? om : NULL;
   net->out_std = present[3] ? os : NULL;
-  return 0;
+  return SQLITE_OK;
 }
 
 static int lay_out(loader *L, const plan *P, rnn_model *m, arena *a) {
@@ -820,7 +820,7 @@ static int build_arena(loader *L, const plan *P, rnn_model *m) {
   arena carve = {m->arena, 0};
   if (lay_out(L, P, m, &carve)) return L->err->rc;
   assert(carve.used == count.used);
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Metadata keys the loader reads (README "The model BLOB"); any other key is
@@ -874,7 +874,7 @@ static int parse_output_names(loader *L, rnn_model *m) {
   rnn_json_doc d;
   rnn_err jerr = {SQLITE_OK, NULL}; /* not shown: the message below says what is expected */
   int rc = SQLITE_OK, n;
-  if (!v) return 0;
+  if (!v) return SQLITE_OK;
   int r = rnn_json_parse(v, strlen(v), &d, &jerr);
   sqlite3_free(jerr.msg);
   if (r == SQLITE_NOMEM) return rnn_err_nomem(L->err);

@@ -6,9 +6,11 @@
 **  1. A function that can fail takes the caller's rnn_err and returns an SQLite
 **     result code: SQLITE_OK, or the code it recorded in the rnn_err
 **     (SQLITE_ERROR with a message, SQLITE_NOMEM with none, SQLITE_TOOBIG).
+**     The caller passes an rnn_err holding no error ({SQLITE_OK, NULL}).
 **     What it makes comes back through out-parameters. A static helper whose
-**     natural result is an index (json.c's node numbers) returns it, or -1 on
-**     failure: the code is then the rnn_err's rc.
+**     natural result is an index or a pointer (json.c's node numbers,
+**     model.c's expect()) returns it, or -1 / NULL on failure: the code is
+**     then the rnn_err's rc.
 **  2. Messages are made only by rnn_err_set (rnn_vmprintf: user bytes are
 **     escaped), lack of memory only by rnn_err_nomem, so it always reads as
 **     SQLite's "out of memory". The first error recorded wins.
@@ -21,7 +23,9 @@
 **  5. Exceptions, each documented where it is declared: rnn_seq_read and
 **     rnn_row_read also answer "nothing here" (a NULL sequence, a skipped row)
 **     and return a tri-state, negative for an error in the rnn_err;
-**     rnn_resolve reports on its context itself (it keeps its memo there);
+**     rnn_resolve reports on its context itself (it keeps its memo there)
+**     and rnn_resolve_value returns the entry or NULL (both wrap registry.c's
+**     resolve(), which follows rule 1);
 **     a function that can only run out of memory returns NULL, as
 **     sqlite3_malloc does (rnn_mprintf, rnn_info_json, rnn_f32_blob);
 **     rnn_json_reader_next returns events, RNN_JSON_EV_ERROR and
