@@ -171,11 +171,11 @@ static int json_step_array(json_seq *j) {
     }
   }
   if (k != j->I) {
-    rnn_err_set(&j->bad, "%s(): sequence step %lld has %d feature%s, the model expects %d", j->fn, (long long)j->T, k,
-             k == 1 ? "" : "s", j->I);
+    rnn_err_set(&j->bad, "%s(): sequence step %lld has %d feature%s, the model expects %d", j->fn,
+                (long long)j->T, k, k == 1 ? "" : "s", j->I);
   } else if (bad_what) {
-    rnn_err_set(&j->bad, "%s(): sequence step %lld feature %d is %s, expected a finite number", j->fn, (long long)j->T,
-             bad_k, bad_what);
+    rnn_err_set(&j->bad, "%s(): sequence step %lld feature %d is %s, expected a finite number", j->fn,
+                (long long)j->T, bad_k, bad_what);
   }
   return ev;
 }
@@ -190,11 +190,11 @@ static void json_step_value(json_seq *j) {
       row[0] = (float)j->r.num;
     }
   } else if (j->r.type == RNN_JSON_NUMBER) {
-    rnn_err_set(&j->bad, "%s(): sequence step %lld is a number, but the model expects %d features per step", j->fn,
-             (long long)j->T, j->I);
+    rnn_err_set(&j->bad, "%s(): sequence step %lld is a number, but the model expects %d features per step",
+                j->fn, (long long)j->T, j->I);
   } else {
-    rnn_err_set(&j->bad, "%s(): sequence step %lld is %s, expected a number or an array", j->fn, (long long)j->T,
-             json_kind(j->r.type));
+    rnn_err_set(&j->bad, "%s(): sequence step %lld is %s, expected a number or an array", j->fn,
+                (long long)j->T, json_kind(j->r.type));
   }
 }
 
