@@ -30,23 +30,20 @@
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 typedef struct rnn_json_parser {
   const unsigned char *z;
   size_t n, i;
   rnn_json_doc *doc;
-  char *err;
-  size_t errlen;
-  int oom;
+  rnn_err *err;         /* the caller's */
   int skip;             /* rule 6: drop values once checked */
 } rnn_json_parser;
 
+/* The parse functions return a node index, or -1 with the error in p->err
+** (util.h convention, rule 1). */
 static int rnn_json_fail(rnn_json_parser *p, const char *what) {
-  if (p->err && p->errlen) {
-    snprintf(p->err, p->errlen, "%s at byte %llu", what, (unsigned long long)p->i);
-  }
+  rnn_err_set(p->err, "%s at byte %llu", what, (unsigned long long)p->i);
   return -1;
 }
 
@@ -61,14 +58,13 @@ static void rnn_json_ws(rnn_json_parser *p) {
 static int rnn_json_new_node(rnn_json_parser *p, rnn_json_type t) {
   rnn_json_doc *d = p->doc;
   if (d->n_nodes >= RNN_JSON_MAX_NODES) {
-    char what[48];
-    snprintf(what, sizeof(what), "more than %d values", RNN_JSON_MAX_NODES);
-    return rnn_json_fail(p, what);
+    rnn_err_set(p->err, "more than %d values at byte %llu", RNN_JSON_MAX_NODES, (unsigned long long)p->i);
+    return -1;
   }
   if (d->n_nodes == d->cap_nodes) {
     int cap = d->cap_nodes ? d->cap_nodes * 2 : 64;
     rnn_json_node *nn = sqlite3_realloc64(d->nodes, (sqlite3_uint64)cap * sizeof(rnn_json_node));
-    if (!nn) { p->oom = 1; return -1; }
+    if (!nn) { rnn_err_nomem(p->err); return -1; }
     d->nodes = nn;
     d->cap_nodes = cap;
   }
@@ -120,7 +116,7 @@ static int rnn_json_parse_string(rnn_json_parser *p) {
   if (id < 0) return -1;
   if (!p->doc->pool) { /* made on the first string, sized to the input */
     p->doc->pool = sqlite3_malloc64(p->n + 1);
-    if (!p->doc->pool) { p->oom = 1; return -1; }
+    if (!p->doc->pool) { rnn_err_nomem(p->err); return -1; }
   }
   char *o = p->doc->pool + p->doc->pool_used;
   size_t k = 0;
@@ -271,9 +267,8 @@ static int rnn_json_parse_container(rnn_json_parser *p, int depth, int is_obj) {
       ** Keys link key -> value -> key, or key -> key in skip mode. */
       for (int c = d->nodes[id].child; c >= 0; c = p->skip ? d->nodes[c].next : d->nodes[d->nodes[c].next].next) {
         if (d->nodes[c].u == d->nodes[k].u && strcmp(d->nodes[c].str, d->nodes[k].str) == 0) {
-          char what[96];
-          snprintf(what, sizeof(what), "duplicate key '%.60s'", d->nodes[k].str);
-          return rnn_json_fail(p, what);
+          rnn_err_set(p->err, "duplicate key '%.60s' at byte %llu", d->nodes[k].str, (unsigned long long)p->i);
+          return -1;
         }
       }
       rnn_json_ws(p);
@@ -332,7 +327,7 @@ static int rnn_json_parse_value(rnn_json_parser *p, int depth) {
   }
 }
 
-int rnn_json_parse(const char *z, size_t n, rnn_json_doc *doc, char *err, size_t errlen) {
+int rnn_json_parse(const char *z, size_t n, rnn_json_doc *doc, rnn_err *err) {
   rnn_json_parser p;
   memset(doc, 0, sizeof(*doc));
   memset(&p, 0, sizeof(p));
@@ -340,17 +335,16 @@ int rnn_json_parse(const char *z, size_t n, rnn_json_doc *doc, char *err, size_t
   p.n = n;
   p.doc = doc;
   p.err = err;
-  p.errlen = errlen;
   if (rnn_json_parse_value(&p, 0) < 0) goto fail;
   rnn_json_ws(&p);
   if (p.i != p.n) {
     rnn_json_fail(&p, "trailing characters after JSON value");
     goto fail;
   }
-  return 0;
+  return SQLITE_OK;
 fail:
   rnn_json_free(doc);
-  return p.oom ? 2 : 1;
+  return err->rc;
 }
 
 void rnn_json_free(rnn_json_doc *doc) {
@@ -371,18 +365,17 @@ int rnn_json_get(const rnn_json_doc *doc, int obj, const char *key) {
 
 enum { RD_FIRST, RD_NEED, RD_SEP };
 
-void rnn_json_reader_init(rnn_json_reader *r, const char *z, size_t n, char *err, size_t errlen) {
+void rnn_json_reader_init(rnn_json_reader *r, const char *z, size_t n, rnn_err *err) {
   memset(r, 0, sizeof(*r));
   r->z = (const unsigned char *)z;
   r->n = n;
   r->err = err;
-  r->errlen = errlen;
 }
 
 void rnn_json_reader_free(rnn_json_reader *r) { rnn_json_free(&r->doc); }
 
 static int rd_fail(rnn_json_reader *r, const char *what) {
-  if (r->err && r->errlen) snprintf(r->err, r->errlen, "%s at byte %llu", what, (unsigned long long)r->i);
+  rnn_err_set(r->err, "%s at byte %llu", what, (unsigned long long)r->i);
   return RNN_JSON_EV_ERROR;
 }
 
@@ -406,11 +399,10 @@ static int rd_value(rnn_json_reader *r) {
   p.i = r->i;
   p.doc = &r->doc;
   p.err = r->err;
-  p.errlen = r->errlen;
   p.skip = 1;
   int id = rnn_json_parse_value(&p, r->depth);
   r->i = p.i;
-  if (id < 0) return p.oom ? RNN_JSON_EV_NOMEM : RNN_JSON_EV_ERROR;
+  if (id < 0) return r->err->rc == SQLITE_NOMEM ? RNN_JSON_EV_NOMEM : RNN_JSON_EV_ERROR;
   r->type = r->doc.nodes[id].type;
   r->num = r->doc.nodes[id].num;
   r->doc.n_nodes = 0;

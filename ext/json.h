@@ -4,6 +4,7 @@
 */
 #ifndef RNN_JSON_H
 #define RNN_JSON_H
+#include "util.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,9 +38,10 @@ typedef struct rnn_json_doc {
 #define RNN_JSON_MAX_NODES (1 << 18)   /* values in one parsed document: 12 MiB of nodes */
 #define RNN_JSON_MAX_KEYS 8192
 
-/* Parse z[0..n). Returns 0 on success; on failure returns 1 and writes a
-** message (no trailing period) into err, or 2 on out of memory. */
-int rnn_json_parse(const char *z, size_t n, rnn_json_doc *doc, char *err, size_t errlen);
+/* Parse z[0..n) into doc (util.h convention). Returns SQLITE_OK; or
+** SQLITE_ERROR with "<what> at byte <offset>" in err (callers prefix it),
+** or SQLITE_NOMEM, and doc empty. */
+int rnn_json_parse(const char *z, size_t n, rnn_json_doc *doc, rnn_err *err);
 void rnn_json_free(rnn_json_doc *doc);
 
 /* Object lookup: the value node index for key, or -1. */
@@ -51,8 +53,7 @@ typedef struct rnn_json_reader {
   const unsigned char *z;
   size_t n, i;
   rnn_json_doc doc;        /* scratch for the value being checked; owned */
-  char *err;         /* the caller's message buffer */
-  size_t errlen;
+  rnn_err *err;      /* the caller's; receives the error of RNN_JSON_EV_ERROR */
   int depth;         /* arrays open */
   int state;         /* in the innermost array: first item, item after ',', or separator next */
   int root_done;
@@ -62,10 +63,13 @@ typedef struct rnn_json_reader {
 
 enum { RNN_JSON_EV_NOMEM = -2, RNN_JSON_EV_ERROR = -1, RNN_JSON_EV_END = 0, RNN_JSON_EV_OPEN, RNN_JSON_EV_CLOSE, RNN_JSON_EV_VALUE };
 
-void rnn_json_reader_init(rnn_json_reader *r, const char *z, size_t n, char *err, size_t errlen);
-/* The next event: RNN_JSON_EV_OPEN / RNN_JSON_EV_CLOSE for array brackets, RNN_JSON_EV_VALUE for
-** any other value, RNN_JSON_EV_END once the text ended properly; RNN_JSON_EV_ERROR (message
-** in err) or RNN_JSON_EV_NOMEM. */
+void rnn_json_reader_init(rnn_json_reader *r, const char *z, size_t n, rnn_err *err);
+/* The next event (an iterator, not an error code): RNN_JSON_EV_OPEN /
+** RNN_JSON_EV_CLOSE for array brackets, RNN_JSON_EV_VALUE for any other value,
+** RNN_JSON_EV_END once the text ended properly. The two negative events are
+** failures recorded in the reader's rnn_err: RNN_JSON_EV_ERROR (its rc is
+** SQLITE_ERROR, message "<what> at byte <offset>", or SQLITE_NOMEM if the
+** message could not be made) and RNN_JSON_EV_NOMEM (SQLITE_NOMEM). */
 int rnn_json_reader_next(rnn_json_reader *r);
 void rnn_json_reader_free(rnn_json_reader *r);
 

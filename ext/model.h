@@ -4,6 +4,7 @@
 #ifndef RNN_MODEL_H
 #define RNN_MODEL_H
 #include "cells.h"
+#include "util.h"
 
 /* Limits, checked before any allocation they size (see README "Limits"). */
 #define RNN_MAX_HEADER   (64u << 20)   /* safetensors JSON header bytes */
@@ -43,10 +44,11 @@ typedef struct rnn_model {
   char *names_text;       /* owned (sqlite3_malloc) */
 } rnn_model;
 
-/* Parse and validate a safetensors BLOB. On success *out owns a new model and
-** SQLITE_OK is returned. On failure *out is NULL and *err holds a message from
-** sqlite3_mprintf (caller frees), with SQLITE_ERROR, or SQLITE_NOMEM and no message. */
-int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, char **err);
+/* Parse and validate a safetensors BLOB (util.h convention). SQLITE_OK: *out
+** owns a new model. Otherwise *out is NULL and err holds the error: SQLITE_ERROR
+** with the rule broken (callers prefix it with what they were loading), or
+** SQLITE_NOMEM. */
+int rnn_model_load(const unsigned char *blob, size_t n, rnn_model **out, rnn_err *err);
 void rnn_model_free(rnn_model *m);
 /* Names of the CELL_*, ACT_* and dtype codes, as metadata and rnn_info() spell them. */
 extern const char *const rnn_cell_names[];

@@ -98,10 +98,14 @@ static void cache_trim(rnn_conn *c, rnn_entry *keep) {
   }
 }
 
+/* The static functions below follow util.h: an SQLite code, the entry (referenced)
+** in *out, the error in err. */
+
 /* The cached entry for these bytes, parsing them on a miss. `what` names the
 ** registry row in messages (" 'm'"), or is "" for a BLOB argument. */
-static rnn_entry *by_content(rnn_conn *c, const unsigned char *p, size_t n, const char *fname, const char *what,
-                             rnn_err *err) {
+static int by_content(rnn_conn *c, const unsigned char *p, size_t n, const char *fname, const char *what,
+                      rnn_entry **out, rnn_err *err) {
+  *out = NULL;
   /* No hash first: it reads every byte as memcmp does, only slower (it added
   ** 1.2 ms to each statement using a 4 MB model by name), and models of one
   ** length differ early, in their first weights. */
@@ -111,27 +115,21 @@ static rnn_entry *by_content(rnn_conn *c, const unsigned char *p, size_t n, cons
       e->last_use = ++c->clock;
       e->refs++;
       c->hits++;
-      return e;
+      *out = e;
+      return SQLITE_OK;
     }
   }
   rnn_model *m = NULL;
-  char *why = NULL;
-  int rc = rnn_model_load(p, n, &m, &why);
+  int rc = rnn_model_load(p, n, &m, err);
   c->parses++;
-  if (rc != SQLITE_OK) {
-    if (rc == SQLITE_NOMEM) rnn_err_nomem(err);
-    else rnn_err_set(err, "%s(): invalid model%s: %s", fname, what, why);
-    sqlite3_free(why);
-    return NULL;
-  }
+  if (rc != SQLITE_OK) return rnn_err_prefix(err, "%s(): invalid model%s: ", fname, what);
   rnn_entry *e = sqlite3_malloc64(sizeof(*e));
   unsigned char *copy = sqlite3_malloc64(n ? n : 1);
   if (!e || !copy) {
     sqlite3_free(e);
     sqlite3_free(copy);
     rnn_model_free(m);
-    rnn_err_nomem(err);
-    return NULL;
+    return rnn_err_nomem(err);
   }
   memcpy(copy, p, n);
   e->model = m;
@@ -153,7 +151,8 @@ static rnn_entry *by_content(rnn_conn *c, const unsigned char *p, size_t n, cons
   }
   c->slot[free_slot] = e;
   cache_trim(c, e);
-  return e;
+  *out = e;
+  return SQLITE_OK;
 }
 
 /* Rule 7: whether a table or view named rnn_models exists in any schema
@@ -170,16 +169,10 @@ static int registry_exists(sqlite3 *db) {
 }
 
 /* The prepare of the registry read failed: say what to create, or why it cannot be read. */
-static void registry_unreadable(sqlite3 *db, int rc, const char *fname, rnn_err *err) {
-  if (rc == SQLITE_NOMEM) {
-    rnn_err_nomem(err);
-    return;
-  }
+static int registry_unreadable(sqlite3 *db, int rc, const char *fname, rnn_err *err) {
+  if (rc == SQLITE_NOMEM) return rnn_err_nomem(err);
   char *why = sqlite3_mprintf("%s", sqlite3_errmsg(db)); /* the probe below replaces it */
-  if (!why) {
-    rnn_err_nomem(err);
-    return;
-  }
+  if (!why) return rnn_err_nomem(err);
   if (registry_exists(db) == 0) {
     rnn_err_set(err, "%s(): no table rnn_models: create it with CREATE TABLE rnn_models(name TEXT PRIMARY KEY, "
                      "model BLOB NOT NULL) (sql/rnn_models.sql), then insert the model", fname);
@@ -187,16 +180,16 @@ static void registry_unreadable(sqlite3 *db, int rc, const char *fname, rnn_err 
     rnn_err_set(err, "%s(): cannot read rnn_models(name, model): %s", fname, why);
   }
   sqlite3_free(why);
+  return err->rc;
 }
 
 /* The model of the row as it is now: rule 3. */
-static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *fname, rnn_err *err) {
+static int by_name(rnn_conn *c, const char *name, int nname, const char *fname, rnn_entry **out, rnn_err *err) {
   sqlite3 *db = c->db;
   sqlite3_stmt *st = NULL;
-  rnn_entry *e = NULL;
+  *out = NULL;
   if (c->depth >= RNN_MAX_DEPTH) {
-    rnn_err_set(err, "%s(): model lookup nested too deeply (rnn_models must be a plain table)", fname);
-    return NULL;
+    return rnn_err_set(err, "%s(): model lookup nested too deeply (rnn_models must be a plain table)", fname);
   }
   c->depth++;
   c->reads++;
@@ -228,7 +221,7 @@ static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *
       rnn_err_nomem(err);
       goto done;
     }
-    e = by_content(c, p ? p : (const unsigned char *)"", (size_t)n, fname, what, err);
+    by_content(c, p ? p : (const unsigned char *)"", (size_t)n, fname, what, out, err);
     sqlite3_free(what);
   } else if (rc == SQLITE_DONE) {
     rnn_err_set(err, "%s(): no model named %U in rnn_models: INSERT INTO rnn_models(name, model) VALUES "
@@ -241,7 +234,7 @@ static rnn_entry *by_name(rnn_conn *c, const char *name, int nname, const char *
 done:
   sqlite3_finalize(st);
   c->depth--;
-  return e;
+  return err->rc;
 }
 
 /* Rule 3: within one execution of a statement a name is read once. The memo
@@ -260,18 +253,19 @@ static void stmt_memo_free(void *p) {
   sqlite3_free(m);
 }
 
-static rnn_entry *by_name_in_statement(sqlite3_context *ctx, const char *name, int n, const char *fname,
-                                       rnn_err *err) {
+static int by_name_in_statement(sqlite3_context *ctx, const char *name, int n, const char *fname, rnn_entry **out,
+                                rnn_err *err) {
   rnn_conn *c = sqlite3_user_data(ctx);
   stmt_memo *m = sqlite3_get_auxdata(ctx, 0);
   if (m && m->len == n && memcmp(m->name, name, (size_t)n) == 0) {
     m->e->refs++;
     m->e->last_use = ++c->clock;
     c->hits++;
-    return m->e;
+    *out = m->e;
+    return SQLITE_OK;
   }
-  rnn_entry *e = by_name(c, name, n, fname, err);
-  if (!e) return NULL;
+  if (by_name(c, name, n, fname, out, err)) return err->rc;
+  rnn_entry *e = *out;
   m = sqlite3_malloc64(sizeof(*m) + (size_t)n);
   if (m) { /* a memo that cannot be stored is only a missed shortcut */
     m->e = e;
@@ -280,51 +274,44 @@ static rnn_entry *by_name_in_statement(sqlite3_context *ctx, const char *name, i
     memcpy(m->name, name, (size_t)n);
     sqlite3_set_auxdata(ctx, 0, m, stmt_memo_free); /* frees m at once if it cannot keep it */
   }
-  return e;
+  return SQLITE_OK;
 }
 
-rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname, rnn_err *err) {
+/* Rule 1 for a value: a BLOB, or a name read now (ctx NULL) or through the
+** statement's memo (rule 3). */
+static int resolve(rnn_conn *c, sqlite3_context *ctx, sqlite3_value *arg, const char *fname, rnn_entry **out,
+                   rnn_err *err) {
+  *out = NULL;
   switch (sqlite3_value_type(arg)) {
     case SQLITE_BLOB: {
       const unsigned char *p = sqlite3_value_blob(arg);
       int n = sqlite3_value_bytes(arg);
-      if (!p && n > 0) {
-        rnn_err_nomem(err);
-        return NULL;
-      }
-      return by_content(c, p ? p : (const unsigned char *)"", (size_t)n, fname, "", err);
+      if (!p && n > 0) return rnn_err_nomem(err);
+      return by_content(c, p ? p : (const unsigned char *)"", (size_t)n, fname, "", out, err);
     }
     case SQLITE_TEXT: {
       const char *name = (const char *)sqlite3_value_text(arg);
       int n = sqlite3_value_bytes(arg);
-      if (!name) {
-        rnn_err_nomem(err);
-        return NULL;
-      }
-      return by_name(c, name, n, fname, err);
+      if (!name) return rnn_err_nomem(err);
+      if (ctx) return by_name_in_statement(ctx, name, n, fname, out, err);
+      return by_name(c, name, n, fname, out, err);
     }
     default:
-      rnn_err_set(err, "%s(): model argument is %s: pass a safetensors BLOB or the name of a row in rnn_models",
-                  fname, rnn_type_name(sqlite3_value_type(arg)));
-      return NULL;
+      return rnn_err_set(err, "%s(): model argument is %s: pass a safetensors BLOB or the name of a row in "
+                         "rnn_models", fname, rnn_type_name(sqlite3_value_type(arg)));
   }
+}
+
+rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname, rnn_err *err) {
+  rnn_entry *e;
+  resolve(c, NULL, arg, fname, &e, err);
+  return e;
 }
 
 rnn_entry *rnn_resolve(sqlite3_context *ctx, sqlite3_value *arg, const char *fname) {
   rnn_err err = {SQLITE_OK, NULL};
   rnn_entry *e;
-  if (sqlite3_value_type(arg) == SQLITE_TEXT) {
-    const char *name = (const char *)sqlite3_value_text(arg);
-    int n = sqlite3_value_bytes(arg);
-    if (name) e = by_name_in_statement(ctx, name, n, fname, &err);
-    else {
-      e = NULL;
-      rnn_err_nomem(&err);
-    }
-  } else {
-    e = rnn_resolve_value(sqlite3_user_data(ctx), arg, fname, &err);
-  }
-  if (!e) rnn_err_result(ctx, &err);
+  if (resolve(sqlite3_user_data(ctx), ctx, arg, fname, &e, &err)) rnn_err_result(ctx, &err);
   return e;
 }
 

@@ -27,12 +27,13 @@ void rnn_conn_unref(void *c);
 
 /* Resolve argument `arg` (a model BLOB or a name in rnn_models) for function
 ** `fname` ("rnn_predict"). On success returns a referenced entry; on failure
-** sets the SQL error on ctx and returns NULL. `arg` must be the function's
-** first argument: a name's model is kept as its auxiliary data until the
-** statement ends (registry.c rule 3). */
+** sets the SQL error on ctx and returns NULL (util.h exception 5: it is part of
+** the callbacks' boundary). `arg` must be the function's first argument: a
+** name's model is kept as its auxiliary data until the statement ends
+** (registry.c rule 3). */
 rnn_entry *rnn_resolve(sqlite3_context *ctx, sqlite3_value *arg, const char *fname);
 /* The same for callers without a context (virtual tables), which read a name's
-** row on every call: errors go to err. */
+** row on every call: the entry, or NULL with the error in err. */
 rnn_entry *rnn_resolve_value(rnn_conn *c, sqlite3_value *arg, const char *fname, rnn_err *err);
 void rnn_entry_release(rnn_entry *e);
 

@@ -95,43 +95,32 @@ static int cmp_item(const void *pa, const void *pb) {
   return c;
 }
 
-/* A json_array key into r. Returns 1 to use the row, 0 to skip it (a null
-** element), -1 after setting err. */
-static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
+/* A json_array key into r; *use is 0 to skip the row (a null element). Returns
+** an SQLite code, the error in err (util.h). */
+static int array_key(rnn_err *err, const char *z, int n, seq_row *r, int *use) {
   rnn_json_doc d;
-  char jerr[128];
-  int rc = rnn_json_parse(z, (size_t)n, &d, jerr, sizeof(jerr));
-  if (rc == 2) {
-    rnn_err_nomem(err);
-    return -1;
-  }
-  if (rc) {
-    rnn_err_set(err, "rnn_sequence(): argument 1 (the ordering key) is not valid JSON: %s", jerr);
-    return -1;
-  }
+  int rc = rnn_json_parse(z, (size_t)n, &d, err);
+  if (rc != SQLITE_OK) return rnn_err_prefix(err, "rnn_sequence(): argument 1 (the ordering key) is not valid JSON: ");
   const rnn_json_node *nd = d.nodes;
   size_t bytes = sizeof(seq_key) * (size_t)nd[0].n;
-  rc = 1;
-  for (int e = nd[0].child, k = 1; e >= 0; e = nd[e].next, k++) {
+  *use = 1;
+  for (int e = nd[0].child, k = 1; e >= 0 && rc == SQLITE_OK; e = nd[e].next, k++) {
     if (nd[e].type == RNN_JSON_NULL) {
-      rc = 0;
+      *use = 0;
     } else if (nd[e].type == RNN_JSON_STRING) {
       bytes += (size_t)nd[e].n;
     } else if (nd[e].type != RNN_JSON_NUMBER) {
-      rnn_err_set(err, "rnn_sequence(): element %d of the ordering key is %s, expected a number or text", k,
-                  nd[e].type == RNN_JSON_ARRAY ? "an array" : nd[e].type == RNN_JSON_OBJECT ? "an object" : "true or false");
-      rc = -1;
-      break;
+      rc = rnn_err_set(err, "rnn_sequence(): element %d of the ordering key is %s, expected a number or text", k,
+                       nd[e].type == RNN_JSON_ARRAY    ? "an array"
+                       : nd[e].type == RNN_JSON_OBJECT ? "an object"
+                                                       : "true or false");
     }
   }
-  if (rc == 1) {
+  if (rc == SQLITE_OK && *use) {
     r->v.parts = sqlite3_malloc64(bytes + 1);
-    if (!r->v.parts) {
-      rnn_err_nomem(err);
-      rc = -1;
-    }
+    if (!r->v.parts) rc = rnn_err_nomem(err);
   }
-  if (rc == 1) {
+  if (rc == SQLITE_OK && *use) {
     r->kind = ARRAY_KEY;
     char *text = (char *)(r->v.parts + nd[0].n);
     for (int e = nd[0].child; e >= 0; e = nd[e].next) {
@@ -156,22 +145,17 @@ static int array_key(rnn_err *err, const char *z, int n, seq_row *r) {
 }
 
 /* The row's key from argv[0] (not NULL, not a BLOB). Returns as array_key. */
-static int read_key(rnn_err *err, sqlite3_value *v, seq_row *r) {
+static int read_key(rnn_err *err, sqlite3_value *v, seq_row *r, int *use) {
   int t = sqlite3_value_type(v);
   memset(r, 0, sizeof(*r));
+  *use = 1;
   if (t == SQLITE_TEXT) {
     const char *z = (const char *)sqlite3_value_text(v);
     int n = sqlite3_value_bytes(v);
-    if (!z) {
-      rnn_err_nomem(err);
-      return -1;
-    }
-    if (sqlite3_value_subtype(v) == RNN_SUBTYPE_JSON && n > 0 && z[0] == '[') return array_key(err, z, n, r);
+    if (!z) return rnn_err_nomem(err);
+    if (sqlite3_value_subtype(v) == RNN_SUBTYPE_JSON && n > 0 && z[0] == '[') return array_key(err, z, n, r, use);
     r->v.text = sqlite3_malloc64((size_t)n + 1);
-    if (!r->v.text) {
-      rnn_err_nomem(err);
-      return -1;
-    }
+    if (!r->v.text) return rnn_err_nomem(err);
     memcpy(r->v.text, z, (size_t)n);
     r->len = n;
     r->kind = TEXT_KEY;
@@ -181,21 +165,21 @@ static int read_key(rnn_err *err, sqlite3_value *v, seq_row *r) {
   } else {
     r->v.d = sqlite3_value_double(v);
   }
-  return 1;
+  return SQLITE_OK;
 }
 
-/* Room for one more row. */
-static int grow(seq_agg *a) {
-  if (a->n < a->cap) return 0;
+/* Room for one more row: SQLITE_OK or SQLITE_NOMEM (in err). */
+static int grow(rnn_err *err, seq_agg *a) {
+  if (a->n < a->cap) return SQLITE_OK;
   int64_t cap = a->cap ? a->cap * 2 : 64;
   seq_row *nr = sqlite3_realloc64(a->rows, (size_t)cap * sizeof(seq_row));
-  if (!nr) return -1;
+  if (!nr) return rnn_err_nomem(err);
   a->rows = nr;
   float *nv = sqlite3_realloc64(a->vals, (size_t)cap * (size_t)a->nf * sizeof(float));
-  if (!nv) return -1;
+  if (!nv) return rnn_err_nomem(err);
   a->vals = nv;
   a->cap = cap;
-  return 0;
+  return SQLITE_OK;
 }
 
 static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
@@ -221,20 +205,17 @@ static void seqagg_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     a->over++; /* rule 4: reported by xFinal with the total */
     return;
   }
-  if (grow(a)) {
-    sqlite3_result_error_nomem(ctx);
-    return;
-  }
+  int use = 0;
+  if (grow(&err, a)) goto fail;
   float *row = a->vals + (size_t)a->n * a->nf;
   for (int i = 1; i < argc; i++) {
-    if (rnn_feature_read(&err, "rnn_sequence", i + 1, i, argv[i], &row[i - 1])) {
-      rnn_err_result(ctx, &err);
-      return;
-    }
+    if (rnn_feature_read(&err, "rnn_sequence", i + 1, i, argv[i], &row[i - 1])) goto fail;
   }
-  int use = read_key(&err, argv[0], &a->rows[a->n]);
-  if (use < 0) rnn_err_result(ctx, &err);
-  if (use > 0) a->n++;
+  if (read_key(&err, argv[0], &a->rows[a->n], &use)) goto fail;
+  if (use) a->n++;
+  return;
+fail:
+  rnn_err_result(ctx, &err);
 }
 
 static void seqagg_final(sqlite3_context *ctx) {

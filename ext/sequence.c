@@ -30,7 +30,6 @@
 #include "sequence.h"
 #include "tokenizer.h"
 SQLITE_EXTENSION_INIT3
-#include <stdarg.h>
 #include <string.h>
 
 #define TO_F32 "pass float32, e.g. sqlite_rnn.sequence(x) or x.astype('<f4').tobytes()"
@@ -43,32 +42,30 @@ void rnn_seq_free(rnn_seq *s) {
   memset(s, 0, sizeof(*s));
 }
 
+/* The static functions below return an SQLite code with the error in err
+** (util.h); rnn_seq_read maps it to its tri-state. */
+
 /* Rules 3 and 4 for T steps of I values. */
 static int check_size(rnn_err *err, const char *fn, int64_t T, int I) {
-  if (T == 0) {
-    rnn_err_set(err, "%s(): sequence is empty", fn);
-    return -1;
-  }
+  if (T == 0) return rnn_err_set(err, "%s(): sequence is empty", fn);
   if (T > RNN_MAX_SEQ_VALUES / I) {
-    rnn_err_set(err, "%s(): sequence has %lld steps of %d values, more than the limit of %d values", fn,
-                (long long)T, I, RNN_MAX_SEQ_VALUES);
-    return -1;
+    return rnn_err_set(err, "%s(): sequence has %lld steps of %d values, more than the limit of %d values", fn,
+                       (long long)T, I, RNN_MAX_SEQ_VALUES);
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 static int alloc_seq(rnn_err *err, const char *fn, rnn_seq *s, int64_t T, int I, int tokens) {
-  if (check_size(err, fn, T, I)) return -1;
+  if (check_size(err, fn, T, I)) return err->rc;
   s->T = T;
   s->xs = sqlite3_malloc64((size_t)T * (size_t)I * sizeof(float));
   if (tokens) s->tokens = sqlite3_malloc64((size_t)T * sizeof(int));
   if (!s->xs || (tokens && !s->tokens)) {
     rnn_seq_free(s);
-    rnn_err_nomem(err);
-    return -1;
+    return rnn_err_nomem(err);
   }
   memset(s->xs, 0, (size_t)T * (size_t)I * sizeof(float));
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Rule 6: n bytes read as float64 are all finite. */
@@ -84,31 +81,23 @@ static int read_blob(rnn_err *err, const rnn_model *m, sqlite3_value *v, const c
   const int I = m->net.n_in;
   const unsigned char *p = sqlite3_value_blob(v);
   int n = sqlite3_value_bytes(v);
-  if (n == 0) {
-    rnn_err_set(err, "%s(): sequence is empty", fn);
-    return -1;
-  }
-  if (!p) {
-    rnn_err_nomem(err);
-    return -1;
-  }
+  if (n == 0) return rnn_err_set(err, "%s(): sequence is empty", fn);
+  if (!p) return rnn_err_nomem(err);
   if (n % (4 * I)) {
-    rnn_err_set(err, "%s(): sequence BLOB has %d bytes, not a multiple of %d (%d float32 feature%s per step)%s", fn,
-                n, 4 * I, I, I == 1 ? "" : "s", n % 8 == 0 ? F64_LEN_HINT : "");
-    return -1;
+    return rnn_err_set(err, "%s(): sequence BLOB has %d bytes, not a multiple of %d (%d float32 feature%s per "
+                       "step)%s", fn, n, 4 * I, I, I == 1 ? "" : "s", n % 8 == 0 ? F64_LEN_HINT : "");
   }
-  if (alloc_seq(err, fn, s, n / (4 * I), I, 0)) return -1;
+  if (alloc_seq(err, fn, s, n / (4 * I), I, 0)) return err->rc;
   for (int i = 0; i < n / 4; i++) {
     float f = rnn_f32_get(p + 4 * i);
     if (!isfinite(f)) {
-      rnn_err_set(err, "%s(): sequence step %d feature %d is not finite%s", fn, i / I, i % I + 1,
-                  finite_as_f64(p, n) ? F64_HINT : "");
       rnn_seq_free(s);
-      return -1;
+      return rnn_err_set(err, "%s(): sequence step %d feature %d is not finite%s", fn, i / I, i % I + 1,
+                         finite_as_f64(p, n) ? F64_HINT : "");
     }
     s->xs[i] = f;
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 static const char *json_kind(rnn_json_type t) {
@@ -125,29 +114,20 @@ typedef struct json_seq {
   float *xs;              /* [cap] values; owned */
   int64_t cap, T;
   int64_t keep;           /* steps that may be stored: RNN_MAX_SEQ_VALUES / I */
-  char *bad;              /* the first bad step's message (sqlite3_mprintf); owned */
-  int nomem;
+  rnn_err bad;            /* the first bad step, or out of memory; reported
+                          ** after the syntax of the whole text (rule 5) */
 } json_seq;
-
-static void bad_step(json_seq *j, const char *fmt, ...) {
-  if (j->bad || j->nomem) return;
-  va_list ap;
-  va_start(ap, fmt);
-  j->bad = sqlite3_vmprintf(fmt, ap);
-  va_end(ap);
-  if (!j->bad) j->nomem = 1;
-}
 
 /* Room for step T; NULL once nothing more is stored. */
 static float *step_row(json_seq *j) {
-  if (j->bad || j->nomem || j->T >= j->keep) return NULL;
+  if (j->bad.rc || j->T >= j->keep) return NULL;
   if ((j->T + 1) * j->I > j->cap) {
     int64_t cap = j->cap ? j->cap * 2 : 256;
     if (cap > j->keep * j->I) cap = j->keep * j->I;
     if (cap < (j->T + 1) * j->I) cap = (j->T + 1) * j->I;
     float *nx = sqlite3_realloc64(j->xs, (size_t)cap * sizeof(float));
     if (!nx) {
-      j->nomem = 1;
+      rnn_err_nomem(&j->bad);
       return NULL;
     }
     j->xs = nx;
@@ -191,11 +171,11 @@ static int json_step_array(json_seq *j) {
     }
   }
   if (k != j->I) {
-    bad_step(j, "%s(): sequence step %lld has %d feature%s, the model expects %d", j->fn, (long long)j->T, k,
-             k == 1 ? "" : "s", j->I);
+    rnn_err_set(&j->bad, "%s(): sequence step %lld has %d feature%s, the model expects %d", j->fn,
+                (long long)j->T, k, k == 1 ? "" : "s", j->I);
   } else if (bad_what) {
-    bad_step(j, "%s(): sequence step %lld feature %d is %s, expected a finite number", j->fn, (long long)j->T,
-             bad_k, bad_what);
+    rnn_err_set(&j->bad, "%s(): sequence step %lld feature %d is %s, expected a finite number", j->fn,
+                (long long)j->T, bad_k, bad_what);
   }
   return ev;
 }
@@ -205,50 +185,45 @@ static void json_step_value(json_seq *j) {
   if (j->r.type == RNN_JSON_NUMBER && j->I == 1) {
     float *row = step_row(j);
     if (!rnn_f32_finite(j->r.num)) {
-      bad_step(j, "%s(): sequence step %lld is not a finite float32 number", j->fn, (long long)j->T);
+      rnn_err_set(&j->bad, "%s(): sequence step %lld is not a finite float32 number", j->fn, (long long)j->T);
     } else if (row) {
       row[0] = (float)j->r.num;
     }
   } else if (j->r.type == RNN_JSON_NUMBER) {
-    bad_step(j, "%s(): sequence step %lld is a number, but the model expects %d features per step", j->fn,
-             (long long)j->T, j->I);
+    rnn_err_set(&j->bad, "%s(): sequence step %lld is a number, but the model expects %d features per step",
+                j->fn, (long long)j->T, j->I);
   } else {
-    bad_step(j, "%s(): sequence step %lld is %s, expected a number or an array", j->fn, (long long)j->T,
-             json_kind(j->r.type));
+    rnn_err_set(&j->bad, "%s(): sequence step %lld is %s, expected a number or an array", j->fn,
+                (long long)j->T, json_kind(j->r.type));
   }
 }
 
-/* Rule 5's order: syntax, kind, emptiness and the limit, the first bad step. */
-static int json_finish(rnn_err *err, json_seq *j, int ev, int root_type, rnn_seq *s) {
-  if (ev == RNN_JSON_EV_NOMEM || j->nomem) {
-    rnn_err_nomem(err);
-    return -1;
-  }
+/* Rule 5's order: syntax (the reader's error in jerr), kind, emptiness and the
+** limit, the first bad step. */
+static int json_finish(rnn_err *err, json_seq *j, rnn_err *jerr, int ev, int root_type, rnn_seq *s) {
+  if (ev == RNN_JSON_EV_NOMEM || j->bad.rc == SQLITE_NOMEM) return rnn_err_nomem(err);
   if (ev == RNN_JSON_EV_ERROR) {
-    rnn_err_set(err, "%s(): sequence is not valid JSON: %s", j->fn, j->r.err);
-    return -1;
+    rnn_err_take(err, jerr);
+    return rnn_err_prefix(err, "%s(): sequence is not valid JSON: ", j->fn);
   }
   if (root_type != RNN_JSON_ARRAY) {
-    rnn_err_set(err, "%s(): sequence must be a JSON array, got %s", j->fn, json_kind((rnn_json_type)root_type));
-    return -1;
+    return rnn_err_set(err, "%s(): sequence must be a JSON array, got %s", j->fn,
+                       json_kind((rnn_json_type)root_type));
   }
-  if (check_size(err, j->fn, j->T, j->I)) return -1;
-  if (j->bad) {
-    rnn_err_set(err, "%s", j->bad);
-    return -1;
-  }
+  if (check_size(err, j->fn, j->T, j->I)) return err->rc;
+  if (j->bad.rc) return rnn_err_take(err, &j->bad);
   s->xs = j->xs;
   s->T = j->T;
   j->xs = NULL;
-  return 0;
+  return SQLITE_OK;
 }
 
 static int read_json(rnn_err *err, const rnn_model *m, const char *z, int n, const char *fn, rnn_seq *s) {
   json_seq j;
-  char jerr[128];
+  rnn_err jerr = {SQLITE_OK, NULL};
   int ev, root_type = RNN_JSON_ARRAY;
   memset(&j, 0, sizeof(j));
-  rnn_json_reader_init(&j.r, z, (size_t)n, jerr, sizeof(jerr));
+  rnn_json_reader_init(&j.r, z, (size_t)n, &jerr);
   j.fn = fn;
   j.I = m->net.n_in;
   j.keep = RNN_MAX_SEQ_VALUES / j.I;
@@ -264,9 +239,10 @@ static int read_json(rnn_err *err, const rnn_model *m, const char *z, int n, con
     }
   }
   if (ev >= 0) ev = rnn_json_reader_next(&j.r); /* the end, or trailing characters */
-  int rc = json_finish(err, &j, ev, root_type, s);
+  int rc = json_finish(err, &j, &jerr, ev, root_type, s);
   sqlite3_free(j.xs);
-  sqlite3_free(j.bad);
+  sqlite3_free(j.bad.msg);
+  sqlite3_free(jerr.msg);
   rnn_json_reader_free(&j.r);
   return rc;
 }
@@ -277,40 +253,35 @@ static int read_tokens(rnn_err *err, const rnn_model *m, const char *z, int n, c
   rnn_tokens tk;
   rnn_tokenize(m, z, n, NULL, &tk);
   if (tk.bad) {
-    rnn_err_set(err, "%s(): %U at character %d of the text is not in the model's vocab", fn,
-                z + tk.bad_at, tk.bad_len, tk.bad_char);
-    return -1;
+    return rnn_err_set(err, "%s(): %U at character %d of the text is not in the model's vocab", fn,
+                       z + tk.bad_at, tk.bad_len, tk.bad_char);
   }
-  if (alloc_seq(err, fn, s, tk.T, V, 1)) return -1;
+  if (alloc_seq(err, fn, s, tk.T, V, 1)) return err->rc;
   rnn_tokenize(m, z, n, s->tokens, &tk);
   for (int64_t t = 0; t < tk.T; t++) s->xs[(size_t)t * V + (size_t)s->tokens[t]] = 1.0f;
-  return 0;
+  return SQLITE_OK;
 }
 
-int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out) {
-  memset(out, 0, sizeof(*out));
+/* A non-NULL value, read by its type. */
+static int read_value(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out) {
   switch (sqlite3_value_type(v)) {
-    case SQLITE_NULL: return 1;
     case SQLITE_BLOB: return read_blob(err, m, v, fn, out);
     case SQLITE_TEXT: {
       const char *z = (const char *)sqlite3_value_text(v);
       int n = sqlite3_value_bytes(v);
-      if (!z) {
-        rnn_err_nomem(err);
-        return -1;
-      }
-      if (m->n_vocab) {
-        if (n == 0) {
-          rnn_err_set(err, "%s(): sequence is empty", fn);
-          return -1;
-        }
-        return read_tokens(err, m, z, n, fn, out);
-      }
-      return read_json(err, m, z, n, fn, out);
+      if (!z) return rnn_err_nomem(err);
+      if (!m->n_vocab) return read_json(err, m, z, n, fn, out);
+      if (n == 0) return rnn_err_set(err, "%s(): sequence is empty", fn);
+      return read_tokens(err, m, z, n, fn, out);
     }
     default:
-      rnn_err_set(err, "%s(): sequence is %s: pass a JSON array, a float32 BLOB or, for a model with a vocab, TEXT",
-                  fn, rnn_type_name(sqlite3_value_type(v)));
-      return -1;
+      return rnn_err_set(err, "%s(): sequence is %s: pass a JSON array, a float32 BLOB or, for a model with a "
+                         "vocab, TEXT", fn, rnn_type_name(sqlite3_value_type(v)));
   }
+}
+
+int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out) {
+  memset(out, 0, sizeof(*out));
+  if (sqlite3_value_type(v) == SQLITE_NULL) return 1;
+  return read_value(err, m, v, fn, out) == SQLITE_OK ? 0 : -1;
 }

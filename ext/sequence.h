@@ -17,17 +17,19 @@ typedef struct rnn_seq {
   int *tokens;
 } rnn_seq;
 
-/* Returns 0 on success, 1 for a NULL value (no error set), -1 after setting
-** err (the message names fn). */
+/* A tri-state (util.h convention, exception 5), as a NULL sequence is no
+** error: 0 on success (out filled), 1 for a NULL value (nothing set), -1 with
+** the error in err (the message names fn). */
 int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out);
 void rnn_seq_free(rnn_seq *s);
 
 /* One row's input for the window functions from argv[1..argc): numbers, or for a
-** vocab model one TEXT token or INTEGER index (one-hot). Returns 1 if the row is
-** used, 0 if skipped (a NULL), -1 after setting err. */
+** vocab model one TEXT token or INTEGER index (one-hot). A tri-state (util.h
+** convention, exception 5), as a skipped row is no error: 1 if the row is used,
+** 0 if skipped (a NULL), -1 with the error in err. */
 int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row);
 
 /* One feature (argument `arg`, 1-based, feature number `feature`) as float32.
-** Returns 0, or -1 after setting err (features.c rule 1). */
+** Returns an SQLite code, the error in err (features.c rule 1). */
 int rnn_feature_read(rnn_err *err, const char *fn, int arg, int feature, sqlite3_value *v, float *out);
 #endif

@@ -90,23 +90,27 @@ void rnn_tokenize(const rnn_model *m, const char *z, int n, int *tok, rnn_tokens
   }
 }
 
-/* Rule 1 for one metadata array: strings (non-empty if nonempty), their count
-** in *count and text bytes (with NULs) added to *bytes. 0 ok, 1 bad, 2 no memory. */
-static int parse_strings(const char *z, rnn_json_doc *d, int nonempty, int *count, size_t *bytes) {
-  char jerr[128];
-  int r = rnn_json_parse(z, strlen(z), d, jerr, sizeof(jerr));
-  if (r) return r;
-  int ok = d->nodes[0].type == RNN_JSON_ARRAY && (!nonempty || d->nodes[0].n > 0);
+/* Rule 1 for the metadata array `key`: strings (non-empty if nonempty), their
+** count in *count and text bytes (with NULs) added to *bytes. On SQLITE_ERROR
+** err says "__metadata__ <key> must be <what>": the JSON error is not shown. */
+static int parse_strings(rnn_err *err, const char *key, const char *what, const char *z, rnn_json_doc *d,
+                         int nonempty, int *count, size_t *bytes) {
+  rnn_err jerr = {SQLITE_OK, NULL};
+  int rc = rnn_json_parse(z, strlen(z), d, &jerr);
+  sqlite3_free(jerr.msg);
+  if (rc == SQLITE_NOMEM) return rnn_err_nomem(err);
+  int ok = rc == SQLITE_OK && d->nodes[0].type == RNN_JSON_ARRAY && (!nonempty || d->nodes[0].n > 0);
   for (int i = ok ? d->nodes[0].child : -1; i >= 0; i = d->nodes[i].next) {
     if (d->nodes[i].type != RNN_JSON_STRING || (nonempty && d->nodes[i].n == 0)) ok = 0;
     else *bytes += (size_t)d->nodes[i].n + 1;
   }
   *count = ok ? d->nodes[0].n : 0;
-  return ok ? 0 : 1;
+  return ok ? SQLITE_OK : rnn_err_set(err, "__metadata__ %s must be %s", key, what);
 }
 
 /* Carve the tables from one block; fills vocab (with the duplicate check) and labels. */
-static int fill(rnn_model *m, const rnn_json_doc *dv, int nv, const rnn_json_doc *dl, int nl, size_t bytes, char **err) {
+static int fill(rnn_err *err, rnn_model *m, const rnn_json_doc *dv, int nv, const rnn_json_doc *dl, int nl,
+                size_t bytes) {
   int hs = 1, maxlen = 0;
   for (int i = nv ? dv->nodes[0].child : -1; i >= 0; i = dv->nodes[i].next) {
     if (dv->nodes[i].n > maxlen) maxlen = dv->nodes[i].n;
@@ -114,7 +118,7 @@ static int fill(rnn_model *m, const rnn_json_doc *dv, int nv, const rnn_json_doc
   while (hs < 2 * nv) hs *= 2;
   m->tok_block = sqlite3_malloc64(sizeof(char *) * (size_t)(nv + nl) + sizeof(int) * (size_t)(nv + hs) +
                                   sizeof(uint32_t) * (size_t)nv + (size_t)maxlen + 1 + bytes);
-  if (!m->tok_block) return SQLITE_NOMEM;
+  if (!m->tok_block) return rnn_err_nomem(err);
   m->vocab = (char **)m->tok_block;
   m->labels = m->vocab + nv;
   m->vocab_fnv = (uint32_t *)(m->labels + nl);
@@ -128,10 +132,7 @@ static int fill(rnn_model *m, const rnn_json_doc *dv, int nv, const rnn_json_doc
   for (int i = nv ? dv->nodes[0].child : -1; i >= 0; i = dv->nodes[i].next) {
     const char *tok = dv->nodes[i].str;
     int len = dv->nodes[i].n;
-    if (rnn_model_token(m, tok, len) >= 0) {
-      *err = rnn_mprintf("__metadata__ vocab has the token '%s' twice", tok);
-      return *err ? SQLITE_ERROR : SQLITE_NOMEM;
-    }
+    if (rnn_model_token(m, tok, len) >= 0) return rnn_err_set(err, "__metadata__ vocab has the token '%s' twice", tok);
     int t = m->n_vocab++;
     memcpy(sp, tok, (size_t)len + 1);
     m->vocab[t] = sp;
@@ -152,32 +153,29 @@ static int fill(rnn_model *m, const rnn_json_doc *dv, int nv, const rnn_json_doc
   return SQLITE_OK;
 }
 
-#define FAIL(...) do { *err = rnn_mprintf(__VA_ARGS__); rc = *err ? SQLITE_ERROR : SQLITE_NOMEM; goto done; } while (0)
+#define FAIL(...) do { rc = rnn_err_set(err, __VA_ARGS__); goto done; } while (0)
 
-int rnn_tokens_load(rnn_model *m, const char *vz, const char *lz, const char *uz, char **err) {
+int rnn_tokens_load(rnn_model *m, const char *vz, const char *lz, const char *uz, rnn_err *err) {
   rnn_json_doc dv, dl;
   int rc = SQLITE_OK, nv = 0, nl = 0;
   size_t bytes = 0;
   memset(&dv, 0, sizeof(dv));
   memset(&dl, 0, sizeof(dl));
-  *err = NULL;
   m->unknown = -1;
   if (vz) {
-    int r = parse_strings(vz, &dv, 1, &nv, &bytes);
-    if (r == 2) { rc = SQLITE_NOMEM; goto done; }
-    if (r) FAIL("__metadata__ vocab must be a JSON array of distinct non-empty strings");
+    rc = parse_strings(err, "vocab", "a JSON array of distinct non-empty strings", vz, &dv, 1, &nv, &bytes);
+    if (rc) goto done;
     if (nv != m->net.n_in) FAIL("__metadata__ vocab has %d tokens but the model takes %d inputs", nv, m->net.n_in);
   } else if (uz) {
     FAIL("__metadata__ unknown_token needs a vocab");
   }
   if (lz) {
-    int r = parse_strings(lz, &dl, 0, &nl, &bytes);
-    if (r == 2) { rc = SQLITE_NOMEM; goto done; }
-    if (r) FAIL("__metadata__ labels must be a JSON array of strings");
+    rc = parse_strings(err, "labels", "a JSON array of strings", lz, &dl, 0, &nl, &bytes);
+    if (rc) goto done;
     if (nl != m->net.n_out) FAIL("__metadata__ labels has %d names but the model has %d outputs", nl, m->net.n_out);
   }
   if (!nv && !nl) goto done;
-  rc = fill(m, &dv, nv, &dl, nl, bytes, err);
+  rc = fill(err, m, &dv, nv, &dl, nl, bytes);
   if (rc == SQLITE_OK && uz) {
     m->unknown = rnn_model_token(m, uz, (int)strlen(uz));
     if (m->unknown < 0) FAIL("__metadata__ unknown_token '%s' is not in vocab", uz);

@@ -7,10 +7,9 @@
 #include "model.h"
 
 /* Fill m's vocab, unknown and labels fields from the __metadata__ texts (each
-** NULL when absent). Returns SQLITE_OK; SQLITE_ERROR with *err from
-** sqlite3_mprintf (the caller frees); or SQLITE_NOMEM. Freed by freeing
-** m->tok_block. */
-int rnn_tokens_load(rnn_model *m, const char *vocab, const char *labels, const char *unknown, char **err);
+** NULL when absent). Returns an SQLite code, the error in err (util.h). Freed
+** by freeing m->tok_block. */
+int rnn_tokens_load(rnn_model *m, const char *vocab, const char *labels, const char *unknown, rnn_err *err);
 
 /* The vocab index of the token z[0..n), or -1. */
 int rnn_model_token(const rnn_model *m, const char *z, int n);

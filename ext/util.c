@@ -180,18 +180,46 @@ char *rnn_mprintf(const char *fmt, ...) {
   return z;
 }
 
-void rnn_err_set(rnn_err *e, const char *fmt, ...) {
+int rnn_err_set(rnn_err *e, const char *fmt, ...) {
   va_list ap;
-  if (e->rc != SQLITE_OK) return; /* keep the first error */
+  if (e->rc != SQLITE_OK) return e->rc; /* keep the first error */
   va_start(ap, fmt);
   e->msg = rnn_vmprintf(fmt, ap);
   va_end(ap);
   e->rc = e->msg ? SQLITE_ERROR : SQLITE_NOMEM;
+  return e->rc;
 }
 
-void rnn_err_nomem(rnn_err *e) {
-  if (e->rc != SQLITE_OK) return;
-  e->rc = SQLITE_NOMEM;
+int rnn_err_nomem(rnn_err *e) {
+  if (e->rc == SQLITE_OK) e->rc = SQLITE_NOMEM;
+  return e->rc;
+}
+
+/* The prefix is escaped on its own; the message already is (rule 3 makes the
+** result the same as formatting both at once). Out of memory replaces it. */
+int rnn_err_prefix(rnn_err *e, const char *fmt, ...) {
+  va_list ap;
+  if (!e->msg) return e->rc;
+  va_start(ap, fmt);
+  char *pre = rnn_vmprintf(fmt, ap);
+  va_end(ap);
+  char *msg = pre ? sqlite3_mprintf("%s%s", pre, e->msg) : NULL;
+  sqlite3_free(pre);
+  sqlite3_free(e->msg);
+  e->msg = msg;
+  if (!msg) e->rc = SQLITE_NOMEM;
+  return e->rc;
+}
+
+int rnn_err_take(rnn_err *dst, rnn_err *src) {
+  if (dst->rc == SQLITE_OK) {
+    *dst = *src;
+  } else {
+    sqlite3_free(src->msg);
+  }
+  src->rc = SQLITE_OK;
+  src->msg = NULL;
+  return dst->rc;
 }
 
 void rnn_result_errorf(sqlite3_context *ctx, const char *fmt, ...) {

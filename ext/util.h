@@ -1,6 +1,35 @@
 /*
 ** util.h: error reporting shared by scalar, aggregate and table-valued
 ** functions, and how outputs become SQL values.
+**
+** Errors: the one convention every ext/ file follows.
+**  1. A function that can fail takes the caller's rnn_err and returns an SQLite
+**     result code: SQLITE_OK, or the code it recorded in the rnn_err
+**     (SQLITE_ERROR with a message, SQLITE_NOMEM with none, SQLITE_TOOBIG).
+**     The caller passes an rnn_err holding no error ({SQLITE_OK, NULL}).
+**     What it makes comes back through out-parameters. A static helper whose
+**     natural result is an index or a pointer (json.c's node numbers,
+**     model.c's expect()) returns it, or -1 / NULL on failure: the code is
+**     then the rnn_err's rc.
+**  2. Messages are made only by rnn_err_set (rnn_vmprintf: user bytes are
+**     escaped), lack of memory only by rnn_err_nomem, so it always reads as
+**     SQLite's "out of memory". The first error recorded wins.
+**  3. A caller that adds context prefixes the message it was given
+**     (rnn_err_prefix): "rnn_eval(): invalid model: " + the loader's message.
+**  4. Only the SQLite callbacks report, at the boundary: rnn_err_result on a
+**     function's context, rnn_err_vtab into a virtual table's zErrMsg,
+**     *pzErrMsg in sqlite3_rnn_init. A callback reports an error it finds
+**     itself with rnn_result_errorf.
+**  5. Exceptions, each documented where it is declared: rnn_seq_read and
+**     rnn_row_read also answer "nothing here" (a NULL sequence, a skipped row)
+**     and return a tri-state, negative for an error in the rnn_err;
+**     rnn_resolve reports on its context itself (it keeps its memo there)
+**     and rnn_resolve_value returns the entry or NULL (both wrap registry.c's
+**     resolve(), which follows rule 1);
+**     a function that can only run out of memory returns NULL, as
+**     sqlite3_malloc does (rnn_mprintf, rnn_info_json, rnn_f32_blob);
+**     rnn_json_reader_next returns events, RNN_JSON_EV_ERROR and
+**     RNN_JSON_EV_NOMEM among them, with the error in its rnn_err.
 */
 #ifndef RNN_UTIL_H
 #define RNN_UTIL_H
@@ -38,9 +67,15 @@ char *rnn_mprintf(const char *fmt, ...);
 /* Length of the valid UTF-8 character starting at z[0..n), n >= 1, or 0. */
 int rnn_utf8_len(const unsigned char *z, size_t n);
 
-/* Record the first error (later ones are dropped); formats with rnn_vmprintf. */
-void rnn_err_set(rnn_err *e, const char *fmt, ...);
-void rnn_err_nomem(rnn_err *e);
+/* Record the first error (later ones are dropped); formats with rnn_vmprintf.
+** Both return e->rc afterwards, for `return rnn_err_set(err, ...);`. */
+int rnn_err_set(rnn_err *e, const char *fmt, ...);
+int rnn_err_nomem(rnn_err *e);
+/* Prefix e's message (if it has one) with the formatted text; returns e->rc. */
+int rnn_err_prefix(rnn_err *e, const char *fmt, ...);
+/* Move src's error into dst unless dst has one already (then src's is
+** dropped); src is left clear. Returns dst->rc. */
+int rnn_err_take(rnn_err *dst, rnn_err *src);
 /* Set an error message on ctx from a format (out of memory if it cannot be made). */
 void rnn_result_errorf(sqlite3_context *ctx, const char *fmt, ...);
 /* Report on ctx and clear. */
