@@ -137,6 +137,7 @@ static rnn_entry *by_content(rnn_conn *c, const unsigned char *p, size_t n, cons
   e->model = m;
   e->blob = copy;
   e->len = n;
+  e->hash = rnn_model_hash(copy, n); /* once per parse: a state names its model by it */
   e->last_use = ++c->clock;
   e->refs = 2; /* the cache slot and the caller */
   int free_slot = -1;

@@ -13,6 +13,7 @@ typedef struct rnn_entry {
   rnn_model *model;       /* owned */
   unsigned char *blob;    /* copy of the BLOB it was parsed from; owned */
   size_t len;
+  uint64_t hash;          /* rnn_model_hash of blob, identifying the model in its states */
   uint64_t last_use;      /* cache clock at the last hit */
   int refs;               /* cache slot + each user; freed at 0 */
 } rnn_entry;
