@@ -285,3 +285,62 @@ def test_model_by_blob_and_name():
     con.execute("UPDATE rnn_models SET model = (SELECT model FROM rnn_models WHERE name = 'other') "
                 "WHERE name = 'copy'")
     assert "is the state of another model" in error_of(con, "SELECT rnn_output('copy', ?)", (s,))
+
+
+def trigger_con():
+    """sql/trigger.sql's tables and triggers (the part between its rnn_models and its example rows)."""
+    text = open(os.path.join(ROOT, "sql", "trigger.sql"), encoding="utf-8").read()
+    schema = text[text.index("CREATE TABLE readings"):text.index("-- Readings arrive")]
+    con = connect()
+    models.registry(con, room_temp=open(os.path.join(ROOT, "sql", "demo_model.safetensors"), "rb").read())
+    con.executescript(schema)
+    return con
+
+
+def test_trigger_matches_window():
+    """Readings inserted one at a time, devices interleaved, some NULL: the trigger's stored forecasts and states
+    equal the window query's over the same rows, bit for bit."""
+    con = trigger_con()
+    rng = random.Random(61)
+    clocks = {"a": 0, "b": 100, "c": 7}
+    for _ in range(300):
+        dev = rng.choice(sorted(clocks))
+        clocks[dev] += rng.randint(1, 600)
+        temp = None if rng.random() < 0.05 else round(rng.gauss(20, 3), 3)
+        con.execute("INSERT INTO readings VALUES (?, ?, ?)", (dev, clocks[dev], temp))
+    got = con.execute("SELECT device, t, next_temp FROM predictions ORDER BY device, t").fetchall()
+    want = con.execute("SELECT device, t, rnn_predict('room_temp', temp) OVER (PARTITION BY device ORDER BY t) "
+                       "FROM readings ORDER BY device, t").fetchall()
+    assert len(got) == 300 and got == want
+    got = con.execute("SELECT device, t, hex(state) FROM series_state ORDER BY device").fetchall()
+    want = con.execute("SELECT device, t, hex(s) FROM (SELECT device, t, rnn_state('room_temp', temp) OVER "
+                       "(PARTITION BY device ORDER BY t) AS s, row_number() OVER (PARTITION BY device ORDER BY t "
+                       "DESC) AS r FROM readings) WHERE r = 1 ORDER BY device").fetchall()
+    assert got == want
+    # the documented rebuild of a device's row gives the same state
+    con.execute("UPDATE series_state SET state = NULL, t = 0")
+    con.execute("UPDATE series_state SET (t, state) = (SELECT t, rnn_state('room_temp', temp) OVER (ORDER BY t) "
+                "FROM readings WHERE device = series_state.device ORDER BY t DESC LIMIT 1)")
+    assert con.execute("SELECT device, t, hex(state) FROM series_state ORDER BY device").fetchall() == want
+
+
+def test_trigger_order():
+    """A reading out of order or with a timestamp already seen is refused and nothing is written; a NULL reading
+    keeps the state and moves t on."""
+    con = trigger_con()
+    con.execute("INSERT INTO readings VALUES ('a', 10, 20.5)")
+    con.execute("INSERT INTO readings VALUES ('a', 20, 21.0)")
+    before = [con.execute("SELECT * FROM %s ORDER BY 1, 2" % t).fetchall()
+              for t in ("readings", "series_state", "predictions")]
+    msg = "readings: out of order: a reading must be later than the device's last one"
+    assert error_of(con, "INSERT INTO readings VALUES ('a', 15, 22.0)") == msg
+    assert error_of(con, "INSERT INTO readings VALUES ('a', 20, 22.0)") == msg
+    assert error_of(con, "INSERT INTO readings VALUES ('a', 20, NULL)") == msg
+    after = [con.execute("SELECT * FROM %s ORDER BY 1, 2" % t).fetchall()
+             for t in ("readings", "series_state", "predictions")]
+    assert after == before
+    state = one(con, "SELECT state FROM series_state WHERE device = 'a'")
+    con.execute("INSERT INTO readings VALUES ('a', 30, NULL)")
+    assert con.execute("SELECT t, state FROM series_state").fetchall() == [(30, state)]
+    con.execute("INSERT INTO readings VALUES ('b', 5, 19.0)")     # another device has its own clock
+    assert con.execute("SELECT device, t FROM series_state ORDER BY 1").fetchall() == [("a", 30), ("b", 5)]
