@@ -67,16 +67,6 @@ static size_t state_vec_floats(const rnn_net *n) {
 
 size_t rnn_state_blob_bytes(const rnn_net *n) { return RNN_STATE_HEADER + 4 * state_vec_floats(n); }
 
-uint64_t rnn_le64_get(const unsigned char *p) {
-  uint64_t v = 0;
-  for (int k = 7; k >= 0; k--) v = v << 8 | p[k];
-  return v;
-}
-
-void rnn_le64_put(unsigned char *p, uint64_t v) {
-  for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
-}
-
 uint64_t rnn_model_hash(const unsigned char *p, size_t n) {
   uint64_t h = 0xcbf29ce484222325u;
   for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;
@@ -103,7 +93,7 @@ void rnn_state_save(const rnn_net *n, const rnn_state *st, uint64_t model_hash, 
   float *part[3];
   size_t len[3];
   memcpy(out, RNN_STATE_MAGIC, 4);
-  for (int k = 0; k < 4; k++) out[4 + k] = (unsigned char)(RNN_STATE_VERSION >> (8 * k));
+  rnn_le32_put(out + 4, RNN_STATE_VERSION);
   rnn_le64_put(out + 8, model_hash);
   rnn_le64_put(out + 16, (uint64_t)st->steps);
   out += RNN_STATE_HEADER;

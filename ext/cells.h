@@ -108,9 +108,6 @@ void rnn_state_save(const rnn_net *net, const rnn_state *st, uint64_t model_hash
 void rnn_state_load(const rnn_net *net, rnn_state *st, const unsigned char *in);
 /* 64-bit FNV-1a over p[0..n): the model hash kept in a state. */
 uint64_t rnn_model_hash(const unsigned char *p, size_t n);
-/* Little-endian integers of the header. */
-uint64_t rnn_le64_get(const unsigned char *p);
-void rnn_le64_put(unsigned char *p, uint64_t v);
 
 /* Bidirectional models, step by step. Every output needs the backward
 ** direction from the sequence's end, so rnn_bidir_begin first runs all of that

@@ -49,7 +49,7 @@ static int state_check(rnn_err *err, const rnn_entry *e, const unsigned char *p,
                 "(got %d): pass a value from rnn_state() or rnn_step()", fn, arg, RNN_STATE_HEADER, n);
     return -1;
   }
-  uint32_t version = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+  uint32_t version = rnn_le32_get(p + 4);
   if (version != RNN_STATE_VERSION) {
     rnn_err_set(err, "%s(): argument %d is a state of layout version %u, this sqlite-rnn reads version %u", fn, arg,
                 version, RNN_STATE_VERSION);

@@ -256,6 +256,10 @@ def test_state_column():
     a = con.execute("SELECT 'a', step, output FROM rnn_forecast('m', '[0.5, 1.5]', 2)").fetchall()
     b = con.execute("SELECT 'b', step, output FROM rnn_forecast('m', '[1.5]', 2)").fetchall()
     assert got == a + b
+    # listed first, the table-valued function still waits for the state the join supplies (xBestIndex)
+    got = con.execute("SELECT s.device, f.step, f.output FROM rnn_forecast('m', '[1.5]', 2, s.state) AS f, "
+                      "series_state AS s ORDER BY 1, 2").fetchall()
+    assert got == a + b
 
 
 def test_vocab_model():
