@@ -41,7 +41,7 @@ int rnn_state_usable(rnn_err *err, const rnn_entry *e, const char *fn) {
 }
 
 /* Rule 4, the header and the length. */
-static int state_check(rnn_err *err, const rnn_entry *e, const unsigned char *p, int n, const char *fn, int arg) {
+static int state_check(rnn_err *err, rnn_entry *e, const unsigned char *p, int n, const char *fn, int arg) {
   const rnn_net *net = &e->model->net;
   const size_t want = rnn_state_blob_bytes(net);
   if (n < RNN_STATE_HEADER || memcmp(p, RNN_STATE_MAGIC, 4) != 0) {
@@ -55,10 +55,10 @@ static int state_check(rnn_err *err, const rnn_entry *e, const unsigned char *p,
                 version, RNN_STATE_VERSION);
     return -1;
   }
-  uint64_t hash = rnn_le64_get(p + 8);
-  if (hash != e->hash) {
+  uint64_t hash = rnn_le64_get(p + 8), own = rnn_entry_hash(e);
+  if (hash != own) {
     rnn_err_set(err, "%s(): argument %d is the state of another model (model hash %016llx, this model's is "
-                "%016llx)", fn, arg, (unsigned long long)hash, (unsigned long long)e->hash);
+                "%016llx)", fn, arg, (unsigned long long)hash, (unsigned long long)own);
     return -1;
   }
   if ((size_t)n != want) {
@@ -73,7 +73,7 @@ static int state_check(rnn_err *err, const rnn_entry *e, const unsigned char *p,
   return 0;
 }
 
-int rnn_state_read(rnn_err *err, const rnn_entry *e, sqlite3_value *v, const char *fn, int arg, rnn_state *st) {
+int rnn_state_read(rnn_err *err, rnn_entry *e, sqlite3_value *v, const char *fn, int arg, rnn_state *st) {
   const rnn_net *net = &e->model->net;
   int t = sqlite3_value_type(v);
   if (t == SQLITE_NULL) {
@@ -96,7 +96,7 @@ int rnn_state_read(rnn_err *err, const rnn_entry *e, sqlite3_value *v, const cha
   return 0;
 }
 
-void rnn_result_state(sqlite3_context *ctx, const rnn_entry *e, const rnn_state *st) {
+void rnn_result_state(sqlite3_context *ctx, rnn_entry *e, const rnn_state *st) {
   const rnn_net *net = &e->model->net;
   size_t n = rnn_state_blob_bytes(net);
   unsigned char *b = sqlite3_malloc64(n);
@@ -104,7 +104,7 @@ void rnn_result_state(sqlite3_context *ctx, const rnn_entry *e, const rnn_state 
     sqlite3_result_error_nomem(ctx);
     return;
   }
-  rnn_state_save(net, st, e->hash, b);
+  rnn_state_save(net, st, rnn_entry_hash(e), b);
   sqlite3_result_blob64(ctx, b, n, sqlite3_free);
 }
 

@@ -14,7 +14,7 @@ int rnn_state_usable(rnn_err *err, const rnn_entry *e, const char *fn);
 ** which rnn_state_init carved; a NULL value is the zero state. Returns 0, or -1
 ** after setting err: not a BLOB, not a state, another layout version, another
 ** model, or the wrong length, each said so. */
-int rnn_state_read(rnn_err *err, const rnn_entry *e, sqlite3_value *v, const char *fn, int arg, rnn_state *st);
+int rnn_state_read(rnn_err *err, rnn_entry *e, sqlite3_value *v, const char *fn, int arg, rnn_state *st);
 /* st as the function's result: a state BLOB naming e's model. */
-void rnn_result_state(sqlite3_context *ctx, const rnn_entry *e, const rnn_state *st);
+void rnn_result_state(sqlite3_context *ctx, rnn_entry *e, const rnn_state *st);
 #endif
