@@ -9,6 +9,11 @@
    Python+PyTorch pipeline a user would write (read ordered rows, batched torch LSTM + Linear
    on all cores, write a predictions table), same data, same weights.
 4. Model load: first use of a 4 MB model, and the cache on later statements.
+5. Scoring as rows arrive (sql/trigger.sql): inserts per second into an indexed readings table with the O(1)
+   state trigger (rnn_step into series_state) against the same inserts without it, and the old O(history)
+   trigger (rnn_eval over rnn_sequence of the device's history) at 1,000 and 10,000 rows of history.
+
+`python3 bench/bench.py 5` runs only the parts named (here part 5).
 
 Prints the CPU, each figure and each ratio. Needs a Python with sqlite3 extension loading;
 part 3 needs python3-torch (skipped with a note otherwise).
@@ -194,20 +199,126 @@ def part4(path):
     con.close()
 
 
+# The scoring triggers of part 5. STATE_ONLY keeps series_state and nothing else (sql/trigger.sql without its
+# predictions table); FLOOR is the same upsert with the state copied instead of stepped: what any such trigger
+# costs before the model runs; sql/trigger.sql (the schema between its rnn_models and its example rows) also
+# stores a predictions row per reading; OLD is the trigger sql/trigger.sql had before the state API: the model
+# over the device's whole history on every insert.
+READINGS = "CREATE TABLE readings(device TEXT, t INTEGER, temp REAL, PRIMARY KEY(device, t));"
+UPSERT = """
+CREATE TABLE series_state(device TEXT PRIMARY KEY, t INTEGER NOT NULL, state BLOB);
+CREATE TRIGGER reading_in_order BEFORE INSERT ON readings
+WHEN NEW.t <= (SELECT t FROM series_state WHERE device = NEW.device)
+BEGIN SELECT RAISE(ABORT, 'out of order'); END;
+CREATE TRIGGER step_state AFTER INSERT ON readings BEGIN
+  INSERT INTO series_state(device, t, state)
+  VALUES (NEW.device, NEW.t, STATE)
+  ON CONFLICT(device) DO UPDATE SET t = excluded.t, state = excluded.state;
+END;"""
+PREV = "(SELECT state FROM series_state WHERE device = NEW.device)"
+FLOOR = READINGS + UPSERT.replace("STATE", PREV)
+STATE_ONLY = READINGS + UPSERT.replace("STATE", "rnn_step('m', %s, NEW.temp)" % PREV)
+STATE_BLOB = READINGS + UPSERT.replace(
+    "STATE", "rnn_step((SELECT model FROM rnn_models WHERE name = 'm'), %s, NEW.temp)" % PREV)
+OLD = READINGS + """
+CREATE TABLE predictions(device TEXT, t INTEGER, next_temp REAL, PRIMARY KEY(device, t));
+CREATE TRIGGER score_reading AFTER INSERT ON readings BEGIN
+  INSERT INTO predictions VALUES (NEW.device, NEW.t,
+    (SELECT rnn_eval('m', rnn_sequence(t, temp)) FROM readings WHERE device = NEW.device));
+END;"""
+
+
+def trigger_sql_schema():
+    text = open(os.path.join(ROOT, "sql", "trigger.sql"), encoding="utf-8").read()
+    return text[text.index("CREATE TABLE readings"):text.index("-- Readings arrive")].replace("'room_temp'", "'m'")
+
+
+def inserts_per_s(schema, rows, history=0, runs=3, on_disk=False):
+    """Median inserts/s of executemany(rows) on a fresh database, after `history` rows of device 0 inserted before
+    the triggers exist: in memory in one transaction, or on_disk (WAL, synchronous=NORMAL) one transaction each."""
+    rates = []
+    for _ in range(runs):
+        path = os.path.join(WORK, "stream.db") if on_disk else ":memory:"
+        for f in (path, path + "-wal", path + "-shm") if on_disk else ():
+            if os.path.exists(f):
+                os.remove(f)
+        con = connect(path)
+        if on_disk:
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("CREATE TABLE rnn_models(name TEXT PRIMARY KEY, model BLOB NOT NULL)")
+        con.execute("INSERT INTO rnn_models VALUES ('m', ?)", (models.recurrent("gru", 1, 16, head=1, seed=5),))
+        con.execute(READINGS)
+        if history:
+            con.execute("BEGIN")
+            con.executemany("INSERT INTO readings VALUES (0, ?, ?)", ((-history + i, 20.0) for i in range(history)))
+            con.execute("COMMIT")
+        con.executescript(schema.replace(READINGS, ""))   # the triggers see the history from now on
+        if "series_state" in schema and history:
+            con.execute("INSERT INTO series_state SELECT device, t, s FROM (SELECT device, t, rnn_state('m', temp) "
+                        "OVER (ORDER BY t) AS s FROM readings ORDER BY t DESC LIMIT 1)")
+        if not on_disk:
+            con.execute("BEGIN")
+        t0 = time.perf_counter()
+        con.executemany("INSERT INTO readings VALUES (?, ?, ?)", rows)
+        rates.append(len(rows) / (time.perf_counter() - t0))
+        if not on_disk:
+            con.execute("COMMIT")
+        con.close()
+    return statistics.median(rates)
+
+
+def part5():
+    print("\n## 5. Scoring as rows arrive: inserts/s, GRU(1->16) + head\n")
+    n, devices = 20000, 100
+    rows = [(i % devices, i // devices, 20.0 + (i % 7) * 0.25) for i in range(n)]
+    schemas = (("the same upsert without the model (the floor of any such trigger)", FLOOR),
+               ("state trigger: rnn_step('m', ...) into series_state", STATE_ONLY),
+               ("state trigger, the model passed as a BLOB (no lookup by name)", STATE_BLOB),
+               ("sql/trigger.sql: state + a predictions row (rnn_output)", trigger_sql_schema()))
+    print("| inserts (%d rows, %d devices) | inserts/s | time per insert vs plain |\n|---|---|---|" % (n, devices))
+    for where, on_disk, rs in (("in memory, one transaction", False, rows),
+                               ("on disk (WAL), one transaction per insert", True, rows[:4000])):
+        plain = inserts_per_s(READINGS, rs, on_disk=on_disk)
+        print("| %s: plain indexed INSERT, no trigger | %.0f | 1.00 |" % (where, plain))
+        for label, schema in schemas:
+            r = inserts_per_s(schema, rs, on_disk=on_disk)
+            print("| %s: %s | %.0f | %.2f |" % (where, label, r, plain / r))
+    for history in (1000, 10000):
+        k = 200 if history == 1000 else 40
+        one_dev = [(0, i, 20.0) for i in range(k)]
+        base = inserts_per_s(READINGS, one_dev, history)
+        new = inserts_per_s(STATE_ONLY, one_dev, history)
+        old = inserts_per_s(OLD, one_dev, history, runs=1)
+        print("| %d rows of history, in memory: plain | %.0f | 1.00 |" % (history, base))
+        print("| %d rows of history, in memory: state trigger | %.0f | %.2f |" % (history, new, base / new))
+        print("| %d rows of history, in memory: old O(history) trigger | %.0f | %.2f |" % (history, old, base / old))
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     path = os.path.join(WORK, "series.db")
-    make_db(path)
+    parts = set(sys.argv[1:]) or {"1", "2", "3", "4", "5"}
     print("# sqlite-rnn bench: %s, %d cores, SQLite %s, Python %s" % (
         cpu_name(), os.cpu_count(), sqlite3.sqlite_version, platform.python_version()))
-    con = connect(path)
-    kernel = json.loads(con.execute("SELECT rnn_info('gru8')").fetchone()[0])["kernel"]
-    print("CPU path in use: %s" % kernel)
-    part1(con)
-    part1_memory(path)
-    part2()
-    part3(path, con)
-    part4(path)
+    kcon = connect(":memory:")
+    kernel = json.loads(kcon.execute("SELECT rnn_info(?)", (models.recurrent("gru", 1, 8, head=1),)).fetchone()[0])
+    print("CPU path in use: %s" % kernel["kernel"])
+    con = None
+    if parts & {"1", "3", "4"}:
+        make_db(path)
+        con = connect(path)
+    if "1" in parts:
+        part1(con)
+        part1_memory(path)
+    if "2" in parts:
+        part2()
+    if "3" in parts:
+        part3(path, con)
+    if "4" in parts:
+        part4(path)
+    if "5" in parts:
+        part5()
 
 
 if __name__ == "__main__":

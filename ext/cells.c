@@ -8,8 +8,11 @@
 **     h' = (h - n)*z + n as ATen writes it.
 **  2. Stacked layers read the new h of the layer below in the same step.
 **  3. A step never allocates: all scratch is carved from the state's one block.
+**  4. A state saved as bytes and loaded again continues bit for bit as if it had
+**     never left memory: every float that a later step or output reads is kept.
 */
 #include "cells.h"
+#include "f32.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +54,65 @@ void rnn_state_reset(const rnn_net *n, rnn_state *st) {
   memset(st->c, 0, sizeof(float) * (size_t)n->layers * (size_t)n->hidden);
   memset(st->y, 0, sizeof(float) * (size_t)n->ldo);
   st->steps = 0;
+}
+
+/* ---- The state as bytes (layout in cells.h) ---- */
+
+static size_t state_vec_floats(const rnn_net *n) {
+  size_t f = (size_t)n->layers * (size_t)n->hout;
+  if (n->cell == CELL_LSTM) f += (size_t)n->layers * (size_t)n->hidden;
+  if (n->cell == CELL_SEED) f += (size_t)n->n_out;
+  return f;
+}
+
+size_t rnn_state_blob_bytes(const rnn_net *n) { return RNN_STATE_HEADER + 4 * state_vec_floats(n); }
+
+uint64_t rnn_model_hash(const unsigned char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325u;
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;
+  return h;
+}
+
+/* The state's vectors in BLOB order: h, then c (LSTM), then y (seed). */
+static int state_parts(const rnn_net *n, const rnn_state *st, float **part, size_t *len) {
+  int k = 0;
+  part[k] = st->h;
+  len[k++] = (size_t)n->layers * (size_t)n->hout;
+  if (n->cell == CELL_LSTM) {
+    part[k] = st->c;
+    len[k++] = (size_t)n->layers * (size_t)n->hidden;
+  }
+  if (n->cell == CELL_SEED) {
+    part[k] = st->y;
+    len[k++] = (size_t)n->n_out;
+  }
+  return k;
+}
+
+void rnn_state_save(const rnn_net *n, const rnn_state *st, uint64_t model_hash, unsigned char *out) {
+  float *part[3];
+  size_t len[3];
+  memcpy(out, RNN_STATE_MAGIC, 4);
+  rnn_le32_put(out + 4, RNN_STATE_VERSION);
+  rnn_le64_put(out + 8, model_hash);
+  rnn_le64_put(out + 16, (uint64_t)st->steps);
+  out += RNN_STATE_HEADER;
+  int parts = state_parts(n, st, part, len);
+  for (int p = 0; p < parts; p++) {
+    for (size_t i = 0; i < len[p]; i++, out += 4) rnn_f32_put(out, part[p][i]);
+  }
+}
+
+void rnn_state_load(const rnn_net *n, rnn_state *st, const unsigned char *in) {
+  float *part[3];
+  size_t len[3];
+  rnn_state_reset(n, st);
+  st->steps = (int64_t)rnn_le64_get(in + 16);
+  in += RNN_STATE_HEADER;
+  int parts = state_parts(n, st, part, len);
+  for (int p = 0; p < parts; p++) {
+    for (size_t i = 0; i < len[p]; i++, in += 4) part[p][i] = rnn_f32_get(in);
+  }
 }
 
 /* PyTorch's relu (clamp_min(v, 0)): a NaN passes, and so does -0. */

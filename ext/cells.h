@@ -90,6 +90,25 @@ void rnn_step(const rnn_net *net, rnn_state *st, const float *x);
 /* Model output after the steps taken: activation(head(h)) * std + mean, into
 ** out[0..O). scratch holds at least ldo floats. Undefined before the first step. */
 void rnn_output(const rnn_net *net, const rnn_state *st, float *out, float *scratch);
+/* The state as bytes (rnn_state(), rnn_step(), rnn_output(); layout in README
+** "Scoring as rows arrive" and docs/DESIGN.md), little-endian whatever the host:
+**   0  4 bytes  magic "RNNS"
+**   4  uint32   layout version, RNN_STATE_VERSION
+**   8  uint64   content hash of the model BLOB (rnn_model_hash)
+**  16  int64    steps taken
+**  24  float32  h[layers][hout], then c[layers][H] for LSTM, then the seed
+**               cell's last i2o output y[O] (it is that cell's output)
+** Unidirectional models only: a bidirectional state depends on later rows. */
+#define RNN_STATE_MAGIC "RNNS"
+#define RNN_STATE_VERSION 1u
+#define RNN_STATE_HEADER 24
+size_t rnn_state_blob_bytes(const rnn_net *net);
+void rnn_state_save(const rnn_net *net, const rnn_state *st, uint64_t model_hash, unsigned char *out);
+/* Fill st from a BLOB of rnn_state_blob_bytes(net) bytes whose header the caller checked. */
+void rnn_state_load(const rnn_net *net, rnn_state *st, const unsigned char *in);
+/* 64-bit FNV-1a over p[0..n): the model hash kept in a state. */
+uint64_t rnn_model_hash(const unsigned char *p, size_t n);
+
 /* Bidirectional models, step by step. Every output needs the backward
 ** direction from the sequence's end, so rnn_bidir_begin first runs all of that
 ** work: the layers below the last over the whole sequence (kept, [T][2*hout]),

@@ -3,6 +3,7 @@
 **
 **   SELECT rnn_eval('sensor', '[20.5, 20.7, 21.0]');         -- REAL, or a JSON array
 **   SELECT rnn_classify('lang', 'schmidt');                   -- 'German'
+**   SELECT rnn_eval('sensor', '[21.2, 21.4]', state) FROM series_state;  -- resumed
 **
 ** Rules kept:
 **  1. rnn_eval returns the model output after the whole sequence (the last
@@ -18,9 +19,15 @@
 **     for bidirectional models of two or more layers, which keep the layers
 **     below the last for every step, up to RNN_MAX_BIDIR_FLOATS (poll.c).
 **  6. sqlite3_interrupt() and progress handlers stop a long call (poll.c).
+**  7. rnn_eval(model, sequence, state) resumes from a state BLOB (state.c; NULL:
+**     the zero state): the output equals rnn_eval over the state's steps and the
+**     sequence together, bit for bit. A NULL sequence then takes no steps (the
+**     output for the state), and a state with no steps and no sequence gives
+**     NULL. Bidirectional models are refused.
 */
 #include "poll.h"
 #include "sequence.h"
+#include "state.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
@@ -31,57 +38,80 @@ static size_t eval_floats(const rnn_net *net, int64_t T) {
   return net->dirs == 2 ? rnn_bidir_floats(net, T, 1) : rnn_state_floats(net) + (size_t)net->ldo;
 }
 
-static int eval_run(const rnn_net *net, const rnn_seq *s, float *last, float *work, rnn_poll *poll) {
+/* from: the state to resume from (argument 3 of rnn_eval), or NULL to start
+** from zero. Leaves the state with no steps when there is none to take. */
+static int eval_run(const rnn_net *net, const rnn_seq *s, float *last, float *work, rnn_poll *poll,
+                    const rnn_state *from, int *empty) {
   if (net->dirs == 2) return rnn_bidir_last(net, s->xs, s->T, last, work, rnn_poll_cell, poll);
   rnn_state st;
   rnn_state_init(net, &st, work);
+  if (from) {
+    memcpy(st.h, from->h, rnn_state_floats(net) * sizeof(float)); /* the whole block: h, c and y lead it */
+    st.steps = from->steps;
+  }
   for (int64_t t = 0; t < s->T; t++) {
     rnn_step(net, &st, s->xs + (size_t)t * net->n_in);
     if (rnn_poll_step(poll)) return 1;
   }
-  rnn_output(net, &st, last, work + rnn_state_floats(net));
+  *empty = st.steps == 0;
+  if (!*empty) rnn_output(net, &st, last, work + rnn_state_floats(net));
   return 0;
 }
 
+/* Rule 7: the state argument, read into from (work of rnn_state_floats);
+** 0, or -1 after setting err. */
+static int eval_from(rnn_err *err, rnn_entry *e, sqlite3_value *v, const char *fn, float *work, rnn_state *from) {
+  if (rnn_state_usable(err, e, fn)) return -1;
+  rnn_state_init(&e->model->net, from, work);
+  return rnn_state_read(err, e, v, fn, 3, from);
+}
+
 /* Run the sequence; returns a malloc'd [O] output of the last step, or NULL
-** (error set, or *is_null for a NULL sequence). */
-static float *eval_last(sqlite3_context *ctx, sqlite3_value **argv, const char *fn, rnn_entry **pe, int *is_null) {
-  rnn_seq s;
+** (error set, or *is_null for a NULL result). */
+static float *eval_last(sqlite3_context *ctx, int argc, sqlite3_value **argv, const char *fn, rnn_entry **pe,
+                        int *is_null) {
+  rnn_seq s = {NULL, 0, NULL};
   rnn_poll poll;
-  float *work = NULL, *last = NULL;
+  rnn_state from;
+  float *work = NULL, *last = NULL, *fwork = NULL;
+  int empty = 0;
   *is_null = 0;
   rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
   if (!e) return NULL;
   const rnn_net *net = &e->model->net;
   rnn_err err = {SQLITE_OK, NULL};
-  int rc = rnn_seq_read(&err, e->model, argv[1], fn, &s);
-  if (rc) {
-    *is_null = rc == 1;
-    rnn_err_result(ctx, &err);
-    rnn_entry_release(e);
-    return NULL;
-  }
   rnn_poll_init(&poll, sqlite3_context_db_handle(ctx), net);
-  if (net->dirs == 2 && rnn_bidir_fits(&err, net, s.T, 1, fn)) {
-    rnn_err_result(ctx, &err);
-    goto done;
+  if (argc == 3) {
+    fwork = sqlite3_malloc64(rnn_state_floats(net) * sizeof(float));
+    if (!fwork) rnn_err_nomem(&err);
+    if (!fwork || eval_from(&err, e, argv[2], fn, fwork, &from)) goto fail;
   }
+  int rc = rnn_seq_read(&err, e->model, argv[1], fn, &s);
+  if (rc < 0) goto fail;
+  *is_null = rc == 1 && argc == 2;
+  if (*is_null) goto done;
+  if (net->dirs == 2 && rnn_bidir_fits(&err, net, s.T, 1, fn)) goto fail;
   work = sqlite3_malloc64(eval_floats(net, s.T) * sizeof(float));
   last = sqlite3_malloc64((size_t)net->n_out * sizeof(float));
   if (!work || !last) {
-    sqlite3_free(last);
-    last = NULL;
-    sqlite3_result_error_nomem(ctx);
-    goto done;
+    rnn_err_nomem(&err);
+    goto fail;
   }
-  if (eval_run(net, &s, last, work, &poll)) {
+  if (eval_run(net, &s, last, work, &poll, argc == 3 ? &from : NULL, &empty)) {
     rnn_poll_result(ctx, &poll);
-    sqlite3_free(last);
-    last = NULL;
+    goto fail;
   }
+  *is_null = empty; /* rule 7: a NULL sequence from a state with no steps */
+  if (empty) goto fail;
+  goto done;
+fail:
+  rnn_err_result(ctx, &err);
+  sqlite3_free(last);
+  last = NULL;
 done:
   rnn_poll_finish(&poll);
   sqlite3_free(work);
+  sqlite3_free(fwork);
   rnn_seq_free(&s);
   if (!last) {
     rnn_entry_release(e);
@@ -94,8 +124,7 @@ done:
 static void fn_eval(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rnn_entry *e = NULL;
   int is_null;
-  (void)argc;
-  float *out = eval_last(ctx, argv, "rnn_eval", &e, &is_null);
+  float *out = eval_last(ctx, argc, argv, "rnn_eval", &e, &is_null);
   if (!out) {
     if (is_null) sqlite3_result_null(ctx);
     return;
@@ -108,8 +137,7 @@ static void fn_eval(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 static void fn_classify(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rnn_entry *e = NULL;
   int is_null;
-  (void)argc;
-  float *out = eval_last(ctx, argv, "rnn_classify", &e, &is_null);
+  float *out = eval_last(ctx, argc, argv, "rnn_classify", &e, &is_null);
   if (!out) {
     if (is_null) sqlite3_result_null(ctx);
     return;

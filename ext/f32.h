@@ -6,7 +6,8 @@
 **     and torch print for FLT_MAX, is finite; only values that round to
 **     infinity (|x| >= FLT_MAX + half an ulp) and NaN are out of range.
 **  2. float32 (and float64) BLOBs are little-endian whatever the host, read and written
-**     byte by byte (BLOBs have no alignment).
+**     byte by byte (BLOBs have no alignment); so are the integers of a state
+**     BLOB's header (cells.h).
 **  3. Rings of buffered rows have a power-of-two capacity; slot i after head
 **     is (head + i) & (cap - 1).
 */
@@ -47,6 +48,25 @@ static inline double rnn_f64_get(const unsigned char *p) {
   for (int k = 7; k >= 0; k--) u = (u << 8) | p[k];
   memcpy(&d, &u, 8);
   return d;
+}
+
+/* Rule 2 for unsigned integers. */
+static inline uint32_t rnn_le32_get(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void rnn_le32_put(unsigned char *p, uint32_t v) {
+  for (int k = 0; k < 4; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+
+static inline uint64_t rnn_le64_get(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int k = 7; k >= 0; k--) v = v << 8 | p[k];
+  return v;
+}
+
+static inline void rnn_le64_put(unsigned char *p, uint64_t v) {
+  for (int k = 0; k < 8; k++) p[k] = (unsigned char)(v >> (8 * k));
 }
 
 /* Rule 3. */

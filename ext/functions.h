@@ -6,7 +6,7 @@
 #define RNN_FUNCTIONS_H
 #include "sqlite3ext.h"
 
-/* window.c: rnn_predict and rnn_hidden, aggregate window functions. */
+/* window.c: rnn_predict, rnn_hidden and rnn_state, aggregate window functions. */
 void rnn_predict_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_predict_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_predict_value(sqlite3_context *ctx);
@@ -15,6 +15,14 @@ void rnn_hidden_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_hidden_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_hidden_value(sqlite3_context *ctx);
 void rnn_hidden_final(sqlite3_context *ctx);
+void rnn_state_win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_state_win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_state_win_value(sqlite3_context *ctx);
+void rnn_state_win_final(sqlite3_context *ctx);
+
+/* state.c: rnn_step and rnn_output, scalar functions over a state BLOB. */
+void rnn_step_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_output_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 /* eval.c: rnn_eval and rnn_classify, scalar functions over a whole sequence. */
 void rnn_eval_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);

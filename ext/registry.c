@@ -73,6 +73,14 @@ void rnn_entry_release(rnn_entry *e) {
   }
 }
 
+uint64_t rnn_entry_hash(rnn_entry *e) {
+  if (!e->hash_known) {
+    e->hash = rnn_model_hash(e->blob, e->len);
+    e->hash_known = 1;
+  }
+  return e->hash;
+}
+
 void rnn_conn_unref(void *p) {
   rnn_conn *c = p;
   assert(!c || c->refs > 0);
@@ -135,6 +143,7 @@ static int by_content(rnn_conn *c, const unsigned char *p, size_t n, const char 
   e->model = m;
   e->blob = copy;
   e->len = n;
+  e->hash_known = 0;
   e->last_use = ++c->clock;
   e->refs = 2; /* the cache slot and the caller */
   int free_slot = -1;

@@ -12,7 +12,8 @@
 ** JSON), tokenizer.c (vocab and labels), cells.c and kern_*.c (the maths),
 ** registry.c (lookup and cache), sequence.c (sequence values), features.c (one
 ** row's features), seqagg.c (rnn_sequence), window.c (rnn_predict, rnn_hidden),
-** eval.c (rnn_eval, rnn_classify), tvf.c (rnn_steps, rnn_forecast), poll.c
+** eval.c (rnn_eval, rnn_classify), state.c (rnn_step, rnn_output, state
+** BLOBs), tvf.c (rnn_steps, rnn_forecast), poll.c
 ** (stopping and bounding long calls), util.c (messages, outputs);
 ** functions.h declares the callbacks those files export for the table below.
 **
@@ -104,9 +105,19 @@ static const rnn_sql_def rnn_sql[] = {
   {"rnn_predict", -1, BY_NAME, NULL, rnn_predict_step, rnn_predict_final, rnn_predict_value, rnn_predict_inverse,
    NULL},
   {"rnn_hidden", -1, BY_NAME, NULL, rnn_hidden_step, rnn_hidden_final, rnn_hidden_value, rnn_hidden_inverse, NULL},
+  /* the recurrent state after the frame, BY_NAME (the state BLOB names its model by
+  ** content, but the model it is computed with comes from rnn_models) */
+  {"rnn_state", -1, BY_NAME, NULL, rnn_state_win_step, rnn_state_win_final, rnn_state_win_value,
+   rnn_state_win_inverse, NULL},
+  /* one step from a stored state, and the output for a state: BY_NAME, as rnn_eval;
+  ** meant for triggers (of a trusted schema, as every BY_NAME function) */
+  {"rnn_step", -1, BY_NAME, rnn_step_func, NULL, NULL, NULL, NULL, NULL},
+  {"rnn_output", 2, BY_NAME, rnn_output_func, NULL, NULL, NULL, NULL, NULL},
   /* whole sequences, BY_NAME (rnn_classify's label or index carries no subtype; it
   ** shares the flags so that the two read alike) */
   {"rnn_eval", 2, BY_NAME, rnn_eval_func, NULL, NULL, NULL, NULL, NULL},
+  /* the same, resuming from a state (argument 3) */
+  {"rnn_eval", 3, BY_NAME, rnn_eval_func, NULL, NULL, NULL, NULL, NULL},
   {"rnn_classify", 2, BY_NAME, rnn_classify_func, NULL, NULL, NULL, NULL, NULL},
   /* a pure function of its arguments: DETERMINISTIC and INNOCUOUS (usable in views
   ** under trusted_schema=OFF). A plain aggregate: a window version would add

@@ -5,6 +5,7 @@
 **   SELECT step, input, output FROM rnn_steps('sensor', '[20.5, 20.7, 21.0]');
 **   SELECT s.id, f.step, f.output FROM seqs AS s, rnn_steps('m', s.seq) AS f;
 **   SELECT step, output FROM rnn_forecast('sensor', '[20.5, 20.7, 21.0]', 24);
+**   SELECT step, output FROM rnn_forecast('sensor', NULL, 24, (SELECT state FROM series_state));
 **
 ** rnn_steps(model, sequence): one row per step, `step` from 0, `input` (REAL,
 ** a JSON array for several features, or the token for TEXT input), `output`
@@ -35,9 +36,16 @@
 **     the last row and NULL before (`hidden` still shows output[t]).
 **  7. sqlite3_interrupt() and progress handlers stop a long xFilter or xNext
 **     (poll.c).
+**  8. An optional last argument, the HIDDEN column `state`, is a state BLOB to
+**     start from (state.c; NULL: the zero state): rows are then those of the
+**     whole sequence the state stands for, bit for bit, `step` still counting
+**     the rows of the sequence given. With a state, a NULL sequence takes no
+**     steps: rnn_steps gives no rows, rnn_forecast forecasts from the state
+**     (no rows if the state has no steps). Bidirectional models are refused.
 */
 #include "poll.h"
 #include "sequence.h"
+#include "state.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
@@ -47,8 +55,9 @@ SQLITE_EXTENSION_INIT3
 enum { KIND_STEPS, KIND_FORECAST };
 
 /* Columns; the hidden ones hold the arguments, in order. */
-enum { S_STEP, S_INPUT, S_OUTPUT, S_HIDDEN, S_MODEL, S_SEQUENCE };
-enum { F_STEP, F_OUTPUT, F_MODEL, F_SEQUENCE, F_HORIZON };
+enum { S_STEP, S_INPUT, S_OUTPUT, S_HIDDEN, S_MODEL, S_SEQUENCE, S_STATE };
+enum { F_STEP, F_OUTPUT, F_MODEL, F_SEQUENCE, F_HORIZON, F_STATE };
+#define TVF_ARGS 4            /* the most hidden columns: rnn_forecast's */
 
 typedef struct tvf_vtab {
   sqlite3_vtab base;
@@ -60,7 +69,8 @@ typedef struct tvf_vtab {
 typedef struct tvf_cursor {
   sqlite3_vtab_cursor base;
   rnn_entry *e;           /* model reference; released at reset/close */
-  sqlite3_value *args[3]; /* copies of the arguments (rule 2); owned */
+  sqlite3_value *args[TVF_ARGS]; /* copies of the arguments by hidden column (rule 2), NULL
+                          ** for an absent state; owned */
   rnn_seq seq;            /* owned; a bidirectional forecast appends its outputs */
   int64_t cap;            /* steps seq.xs has room for (bidirectional forecast) */
   float *outs;            /* [ldo] the current row's output; owned */
@@ -81,8 +91,8 @@ static int tvf_connect(sqlite3 *db, void *aux, int argc, const char *const *argv
   (void)err;
   int kind = strcmp(argv[0], "rnn_steps") == 0 ? KIND_STEPS : KIND_FORECAST; /* argv[0]: the module name */
   int rc = sqlite3_declare_vtab(db, kind == KIND_STEPS
-      ? "CREATE TABLE x(step INTEGER, input, output, hidden BLOB, model HIDDEN, sequence HIDDEN)"
-      : "CREATE TABLE x(step INTEGER, output, model HIDDEN, sequence HIDDEN, horizon HIDDEN)");
+      ? "CREATE TABLE x(step INTEGER, input, output, hidden BLOB, model HIDDEN, sequence HIDDEN, state HIDDEN)"
+      : "CREATE TABLE x(step INTEGER, output, model HIDDEN, sequence HIDDEN, horizon HIDDEN, state HIDDEN)");
   if (rc != SQLITE_OK) return rc;
   tvf_vtab *v = sqlite3_malloc64(sizeof(*v));
   if (!v) return SQLITE_NOMEM;
@@ -104,11 +114,11 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   const int first = v->kind == KIND_STEPS ? S_MODEL : F_MODEL;
   const int nargs = v->kind == KIND_STEPS ? 2 : 3;
   static const char *const names[] = {"model", "sequence", "horizon"};
-  int idx[3] = {-1, -1, -1}, unusable = 0;
+  int idx[TVF_ARGS] = {-1, -1, -1, -1}, unusable = 0;
   for (int i = 0; i < info->nConstraint; i++) {
     const struct sqlite3_index_constraint *c = &info->aConstraint[i];
     int a = c->iColumn - first;
-    if (a < 0 || a >= nargs || c->op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
+    if (a < 0 || a > nargs || c->op != SQLITE_INDEX_CONSTRAINT_EQ) continue; /* a == nargs: the state */
     if (!c->usable) unusable |= 1 << a;
     else idx[a] = i;
   }
@@ -122,6 +132,12 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   for (int a = 0; a < nargs; a++) {
     info->aConstraintUsage[idx[a]].argvIndex = a + 1;
     info->aConstraintUsage[idx[a]].omit = 1;
+  }
+  /* rule 8: the state is optional, but one that cannot be supplied yet must wait */
+  if (idx[nargs] < 0 && (unusable & (1 << nargs))) return SQLITE_CONSTRAINT;
+  if (idx[nargs] >= 0) { /* xFilter's argc then tells it came */
+    info->aConstraintUsage[idx[nargs]].argvIndex = nargs + 1;
+    info->aConstraintUsage[idx[nargs]].omit = 1;
   }
   info->estimatedCost = 1000.0;
   info->estimatedRows = v->kind == KIND_STEPS ? 1000 : 24;
@@ -139,7 +155,7 @@ static int tvf_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
 
 static void tvf_reset(tvf_cursor *c) {
   rnn_entry_release(c->e);
-  for (int i = 0; i < 3; i++) sqlite3_value_free(c->args[i]);
+  for (int i = 0; i < TVF_ARGS; i++) sqlite3_value_free(c->args[i]);
   rnn_seq_free(&c->seq);
   sqlite3_free(c->outs);
   sqlite3_free(c->work);
@@ -163,6 +179,12 @@ static void steps_advance(tvf_cursor *c) {
   else rnn_step(net, &c->st, c->seq.xs + (size_t)c->row * net->n_in);
 }
 
+/* Rule 8: the cursor's state from the state argument in args[slot], if given. */
+static int load_state(tvf_cursor *c, int slot, const char *fn, rnn_err *err) {
+  if (!c->args[slot]) return 0;
+  return rnn_state_read(err, c->e, c->args[slot], fn, slot + 1, &c->st);
+}
+
 static int filter_steps(tvf_cursor *c, const char *fn, rnn_err *err) {
   const rnn_net *net = &c->e->model->net;
   const int bi = net->dirs == 2;
@@ -179,8 +201,9 @@ static int filter_steps(tvf_cursor *c, const char *fn, rnn_err *err) {
     if (rnn_bidir_begin(net, &c->bi, c->seq.xs, c->seq.T, 0, c->work, rnn_poll_cell, &c->poll)) return 1;
   } else {
     rnn_state_init(net, &c->st, c->work);
+    if (load_state(c, S_STATE - S_MODEL, fn, err)) return -1;
   }
-  steps_advance(c);
+  if (c->n > 0) steps_advance(c);
   return 0;
 }
 
@@ -263,11 +286,13 @@ static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
     return -1;
   }
   rnn_state_init(net, &c->st, c->work);
+  if (load_state(c, F_STATE - F_MODEL, fn, err)) return -1;
   for (int64_t t = 0; t < c->seq.T; t++) {
     rnn_step(net, &c->st, c->seq.xs + (size_t)t * net->n_in);
     if (rnn_poll_step(&c->poll)) return 1;
   }
-  rnn_output(net, &c->st, c->outs, c->work + nst);
+  if (c->st.steps == 0) c->n = 0; /* rule 8: no steps, no output to start from */
+  else rnn_output(net, &c->st, c->outs, c->work + nst);
   rnn_seq_free(&c->seq); /* only the state is needed from here on */
   return 0;
 }
@@ -279,15 +304,17 @@ static int tvf_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, in
   tvf_vtab *v = (tvf_vtab *)p->pVtab;
   const char *fn = fname(v->kind);
   rnn_err err = {SQLITE_OK, NULL};
+  const int nargs = v->kind == KIND_STEPS ? 2 : 3;
   tvf_reset(c);
-  for (int i = 0; i < argc && i < 3; i++) {
+  for (int i = 0; i < argc && i < TVF_ARGS; i++) { /* argv[nargs]: the state (rule 8) */
     c->args[i] = sqlite3_value_dup(argv[i]);
     if (!c->args[i]) return SQLITE_NOMEM;
   }
   c->e = rnn_resolve_value(v->conn, c->args[0], fn, &err);
   if (!c->e) return rnn_err_vtab(p->pVtab, &err);
+  if (c->args[nargs] && rnn_state_usable(&err, c->e, fn)) return rnn_err_vtab(p->pVtab, &err);
   int rc = rnn_seq_read(&err, c->e->model, c->args[1], fn, &c->seq);
-  if (rc == 1) return SQLITE_OK; /* rule 5: NULL sequence, no rows */
+  if (rc == 1 && !c->args[nargs]) return SQLITE_OK; /* rule 5: NULL sequence, no rows */
   if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
   rnn_poll_init(&c->poll, v->db, &c->e->model->net);
   rc = v->kind == KIND_STEPS ? filter_steps(c, fn, &err) : filter_forecast(c, fn, &err);
@@ -340,7 +367,9 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
     switch (col) {
       case F_STEP: sqlite3_result_int64(ctx, c->row + 1); break;
       case F_OUTPUT: rnn_result_output_named(ctx, c->outs, net->n_out, m->output_names); break;
-      default: sqlite3_result_value(ctx, c->args[col - F_MODEL]); break;
+      default:
+        if (c->args[col - F_MODEL]) sqlite3_result_value(ctx, c->args[col - F_MODEL]); /* else NULL */
+        break;
     }
     return SQLITE_OK;
   }
@@ -373,7 +402,9 @@ static int tvf_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
       sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
       break;
     }
-    default: sqlite3_result_value(ctx, c->args[col - S_MODEL]); break;
+    default:
+      if (c->args[col - S_MODEL]) sqlite3_result_value(ctx, c->args[col - S_MODEL]); /* else NULL */
+      break;
   }
   return SQLITE_OK;
 }

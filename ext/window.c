@@ -1,13 +1,17 @@
 /*
-** window.c: rnn_predict() and rnn_hidden() as aggregate window functions.
+** window.c: rnn_predict(), rnn_hidden() and rnn_state() as aggregate window
+** functions.
 **
 **   SELECT t, v, rnn_predict('sensor', v) OVER (PARTITION BY device ORDER BY t)
 **   FROM readings;
 **   SELECT device, rnn_hidden('sensor', v) OVER w ...;   -- float32 BLOB
+**   SELECT device, rnn_state('sensor', v) FROM readings GROUP BY device;  -- state BLOB
 **
 ** rnn_predict returns the model output after the rows of the frame (REAL for one
 ** output, else a JSON array); rnn_hidden the last layer's hidden state as a
-** little-endian float32 BLOB (subtype 223, sqlite-vec's vector format).
+** little-endian float32 BLOB (subtype 223, sqlite-vec's vector format); rnn_state
+** the model's whole recurrent state, a BLOB that rnn_step() and rnn_output()
+** continue from (state.c).
 **
 ** Rules kept:
 **  1. Running frames (starting UNBOUNDED PRECEDING, the default frame) advance
@@ -33,6 +37,7 @@
 */
 #include "f32.h"
 #include "sequence.h"
+#include "state.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <assert.h>
@@ -233,13 +238,16 @@ static void result_hidden(sqlite3_context *ctx, win *w) {
   sqlite3_result_subtype(ctx, RNN_SUBTYPE_F32);
 }
 
-static void win_value_common(sqlite3_context *ctx, int hidden) {
+enum { WIN_OUTPUT, WIN_HIDDEN, WIN_STATE };
+
+static void win_value_common(sqlite3_context *ctx, int what) {
   win *w = sqlite3_aggregate_context(ctx, 0);
   if (!win_compute(w)) {
     sqlite3_result_null(ctx);
     return;
   }
-  if (hidden) result_hidden(ctx, w);
+  if (what == WIN_HIDDEN) result_hidden(ctx, w);
+  else if (what == WIN_STATE) rnn_result_state(ctx, w->e, &w->st);
   else result_output(ctx, w);
 }
 
@@ -255,15 +263,22 @@ static void win_free(win *w) {
 /* Callbacks for the registration table in rnn.c (functions.h). */
 void rnn_predict_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_predict"); }
 void rnn_predict_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_predict"); }
-void rnn_predict_value(sqlite3_context *c) { win_value_common(c, 0); }
+void rnn_predict_value(sqlite3_context *c) { win_value_common(c, WIN_OUTPUT); }
 void rnn_predict_final(sqlite3_context *c) {
-  win_value_common(c, 0);
+  win_value_common(c, WIN_OUTPUT);
   win_free(sqlite3_aggregate_context(c, 0));
 }
 void rnn_hidden_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_hidden"); }
 void rnn_hidden_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_hidden"); }
-void rnn_hidden_value(sqlite3_context *c) { win_value_common(c, 1); }
+void rnn_hidden_value(sqlite3_context *c) { win_value_common(c, WIN_HIDDEN); }
 void rnn_hidden_final(sqlite3_context *c) {
-  win_value_common(c, 1);
+  win_value_common(c, WIN_HIDDEN);
+  win_free(sqlite3_aggregate_context(c, 0));
+}
+void rnn_state_win_step(sqlite3_context *c, int n, sqlite3_value **v) { win_step(c, n, v, "rnn_state"); }
+void rnn_state_win_inverse(sqlite3_context *c, int n, sqlite3_value **v) { win_inverse(c, n, v, "rnn_state"); }
+void rnn_state_win_value(sqlite3_context *c) { win_value_common(c, WIN_STATE); }
+void rnn_state_win_final(sqlite3_context *c) {
+  win_value_common(c, WIN_STATE);
   win_free(sqlite3_aggregate_context(c, 0));
 }

@@ -1,15 +1,21 @@
--- Score each reading as it is inserted: a trigger runs the model over the device's history and stores the
--- forecast of the next reading, and how far the new reading is from the forecast stored before it.
+-- Score each reading as it is inserted, in O(1): series_state keeps each device's recurrent state (a state
+-- BLOB, see README "Scoring as rows arrive"); a trigger advances it by one step with rnn_step and stores the
+-- forecast of the next reading (rnn_output of the new state) and how far the new reading is from the forecast
+-- stored before it. Each insert costs one model step, however long the device's history.
 --
 -- Run from the repository root (after `make`):   sqlite3 < sql/trigger.sql
--- tests/test_sql_examples.py runs it and compares the output with sql/expected/trigger.out.
+-- tests/test_sql_examples.py runs it and compares the output with sql/expected/trigger.out; tests/test_state.py
+-- checks it against the window query on random data and the ordering rule below.
 --
--- A trigger body has no window over the table, so the trigger builds the device's sequence with the aggregate
--- rnn_sequence(t, temp), which sorts by t whatever order SQLite reads the rows in, and runs it with rnn_eval.
--- That reads the device's whole history on every insert: O(history) per row, fine for a few thousand readings.
--- For long histories, keep the last N readings in the sequence (the demo GRU needs about a day: 144 readings)
--- with `AND t > NEW.t - 86400` in the subquery. rnn_eval reads rnn_models by name, so SQLite allows it in
--- the trigger of a trusted schema only (the default; not under PRAGMA trusted_schema=OFF).
+-- Order: a state can only move forward, so a reading must be later than the device's last one. A reading out
+-- of order or with a timestamp already seen is refused (the BEFORE trigger's RAISE aborts the INSERT, nothing is
+-- written). To take late data, insert it with the triggers dropped, then rebuild that device's row of
+-- series_state from the table (and its predictions, if they matter, with rnn_predict over the table):
+--   UPDATE series_state SET (t, state) = (SELECT t, rnn_state('room_temp', temp) OVER (ORDER BY t)
+--     FROM readings WHERE device = series_state.device ORDER BY t DESC LIMIT 1) WHERE device = ?;
+-- A NULL reading leaves the state as it is (as the window skips it) but still moves t on.
+-- rnn_step and rnn_output read rnn_models by name, so SQLite allows them in the triggers of a trusted schema
+-- only (the default; not under PRAGMA trusted_schema=OFF).
 .load ./rnn
 .bail on
 
@@ -17,6 +23,11 @@ CREATE TABLE rnn_models(name TEXT PRIMARY KEY, model BLOB NOT NULL);
 INSERT INTO rnn_models VALUES ('room_temp', readfile('sql/demo_model.safetensors'));
 
 CREATE TABLE readings(device TEXT, t INTEGER, temp REAL, PRIMARY KEY(device, t));
+CREATE TABLE series_state(
+  device TEXT PRIMARY KEY,
+  t      INTEGER NOT NULL,   -- the device's last reading
+  state  BLOB              -- the model's state after it (NULL until a non-NULL reading)
+);
 CREATE TABLE predictions(
   device    TEXT,
   t         INTEGER,
@@ -25,11 +36,21 @@ CREATE TABLE predictions(
   next_temp REAL,      -- the forecast for the device's next reading
   PRIMARY KEY(device, t));
 
+CREATE TRIGGER reading_in_order BEFORE INSERT ON readings
+WHEN NEW.t <= (SELECT t FROM series_state WHERE device = NEW.device)
+BEGIN
+  SELECT RAISE(ABORT, 'readings: out of order: a reading must be later than the device''s last one');
+END;
+
 CREATE TRIGGER score_reading AFTER INSERT ON readings
 BEGIN
+  INSERT INTO series_state(device, t, state)
+  VALUES (NEW.device, NEW.t,
+          rnn_step('room_temp', (SELECT state FROM series_state WHERE device = NEW.device), NEW.temp))
+  ON CONFLICT(device) DO UPDATE SET t = excluded.t, state = excluded.state;
   INSERT INTO predictions(device, t, expected, error, next_temp)
   SELECT NEW.device, NEW.t, prev.next_temp, abs(NEW.temp - prev.next_temp),
-         (SELECT rnn_eval('room_temp', rnn_sequence(t, temp)) FROM readings WHERE device = NEW.device)
+         (SELECT rnn_output('room_temp', state) FROM series_state WHERE device = NEW.device)
   FROM (SELECT 1) LEFT JOIN (
     SELECT next_temp FROM predictions WHERE device = NEW.device AND t < NEW.t ORDER BY t DESC LIMIT 1) AS prev;
 END;
@@ -54,9 +75,14 @@ SELECT p.device, strftime('%H:%M', p.t, 'unixepoch') AS time, printf('%.2f', r.t
 FROM predictions AS p JOIN readings AS r USING (device, t)
 ORDER BY p.device, p.t;
 
--- The same forecasts by a window query over the table, for comparison: the trigger stored what this computes.
+-- The same forecasts by a window query over the whole table: the trigger stored exactly what this computes.
 SELECT count(*) AS rows_agreeing_with_window
 FROM predictions AS p JOIN (
   SELECT device, t, rnn_predict('room_temp', temp) OVER (PARTITION BY device ORDER BY t) AS next_temp
   FROM readings) AS w USING (device, t)
 WHERE w.next_temp = p.next_temp;
+
+-- The next 3 readings forecast from each device's stored state: 3 steps each, not history + 3.
+SELECT s.device, f.step, printf('%.2f', f.output) AS forecast
+FROM series_state AS s, rnn_forecast('room_temp', NULL, 3, s.state) AS f
+ORDER BY s.device, f.step;

@@ -274,6 +274,17 @@ static const test tests[] = {
   {"error: missing TVF argument", "SELECT * FROM rnn_steps('g')", -1},
   {"error: bidirectional window", "SELECT rnn_predict('b', v) OVER (ORDER BY t) FROM s", -1},
   {"rnn_cache_stats", "SELECT rnn_info('g') IS NOT NULL, rnn_cache_stats() LIKE '{\"models\":%}'", -1},
+  {"rnn_state window", "SELECT hex(rnn_state('l', v, w) OVER (PARTITION BY id ORDER BY t)) FROM s", -1},
+  {"rnn_state sliding", "SELECT hex(rnn_state('s', v) OVER (ORDER BY id, t ROWS 2 PRECEDING)) FROM s", -1},
+  {"rnn_step and rnn_output",
+   "SELECT rnn_output('l', rnn_step('l', rnn_step('l', NULL, 1, 2), 0.5, NULL)), "
+   "rnn_output('v', rnn_step('v', NULL, 'b'))", -1},
+  {"resume rnn_eval, rnn_steps, rnn_forecast",
+   "SELECT rnn_eval('g', '[1, 2]', rnn_step('g', NULL, 0.5)), rnn_eval('s', NULL, rnn_step('s', NULL, 1)), "
+   "(SELECT group_concat(output) FROM rnn_steps('g', '[1, 2]', rnn_step('g', NULL, 0.5))), "
+   "(SELECT group_concat(output) FROM rnn_forecast('g', NULL, 3, rnn_step('g', NULL, 0.5)))", -1},
+  {"error: state of another model", "SELECT rnn_output('r', rnn_step('g', NULL, 1))", -1},
+  {"error: bidirectional state", "SELECT rnn_step('b', NULL, 1)", -1},
 };
 
 /* ---- the driver ----------------------------------------------------------- */

@@ -13,10 +13,14 @@ EXPECTED = [
     ("rnn_cache_stats", 0, "s"),
     ("rnn_classify", 2, "s"),
     ("rnn_eval", 2, "s"),
+    ("rnn_eval", 3, "s"),
     ("rnn_hidden", -1, "w"),
     ("rnn_info", 1, "s"),
+    ("rnn_output", 2, "s"),
     ("rnn_predict", -1, "w"),
     ("rnn_sequence", -1, "a"),
+    ("rnn_state", -1, "w"),
+    ("rnn_step", -1, "s"),
     ("rnn_version", 0, "s"),
 ]
 MODULES = ["rnn_forecast", "rnn_steps"]
@@ -38,7 +42,8 @@ def test_function_flags():
     DETERMINISTIC, DIRECTONLY, INNOCUOUS = 0x800, 0x80000, 0x200000
     assert flags["rnn_version"] & DETERMINISTIC and flags["rnn_version"] & INNOCUOUS
     assert flags["rnn_sequence"] & DETERMINISTIC and flags["rnn_sequence"] & INNOCUOUS
-    for f in ("rnn_predict", "rnn_hidden", "rnn_info", "rnn_eval", "rnn_classify"):
+    for f in ("rnn_predict", "rnn_hidden", "rnn_info", "rnn_eval", "rnn_classify", "rnn_state", "rnn_step",
+              "rnn_output"):
         assert not flags[f] & (DETERMINISTIC | INNOCUOUS | DIRECTONLY), (f, hex(flags[f]))
     assert flags["rnn_cache_stats"] & DIRECTONLY
 

@@ -284,6 +284,9 @@ FLAGS = {
     "rnn_eval": ("s", 2, 0),
     "rnn_classify": ("s", 2, 0),
     "rnn_sequence": ("a", -1, 0x800 | 0x200000),
+    "rnn_state": ("w", -1, 0),
+    "rnn_step": ("s", -1, 0),
+    "rnn_output": ("s", 2, 0),
 }
 
 
