@@ -53,7 +53,7 @@ int rnn_feature_read(rnn_err *err, const char *fn, int arg, int feature, sqlite3
 
 /* Rule 3: the one-hot row of a token or token index. Returns an SQLite code,
 ** the error in err (util.h). */
-static int read_token(rnn_err *err, const rnn_model *m, const char *fn, sqlite3_value *v, float *row) {
+static int read_token(rnn_err *err, const rnn_model *m, const char *fn, int arg, sqlite3_value *v, float *row) {
   int t = sqlite3_value_type(v), idx = -1;
   if (t == SQLITE_TEXT) {
     const char *z = (const char *)sqlite3_value_text(v);
@@ -61,40 +61,45 @@ static int read_token(rnn_err *err, const rnn_model *m, const char *fn, sqlite3_
     if (!z) return rnn_err_nomem(err);
     idx = rnn_model_token(m, z, n);
     if (idx < 0) idx = m->unknown;
-    if (idx < 0) return rnn_err_set(err, "%s(): argument 2 %.40U is not a token of the model's vocab", fn, z, n);
+    if (idx < 0) {
+      return rnn_err_set(err, "%s(): argument %d %.40U is not a token of the model's vocab", fn, arg, z, n);
+    }
   } else if (t == SQLITE_INTEGER) {
     sqlite3_int64 k = sqlite3_value_int64(v);
     if (k < 0 || k >= m->n_vocab) {
-      return rnn_err_set(err, "%s(): argument 2 is token index %lld, outside 0..%d", fn, (long long)k,
+      return rnn_err_set(err, "%s(): argument %d is token index %lld, outside 0..%d", fn, arg, (long long)k,
                          m->n_vocab - 1);
     }
     idx = (int)k;
   } else {
-    return rnn_err_set(err, "%s(): argument 2 is %s, expected a token (TEXT) or a token index (INTEGER) of the "
-                       "model's vocab", fn, rnn_type_name(t));
+    return rnn_err_set(err, "%s(): argument %d is %s, expected a token (TEXT) or a token index (INTEGER) of the "
+                       "model's vocab", fn, arg, rnn_type_name(t));
   }
   memset(row, 0, sizeof(float) * (size_t)m->net.n_in);
   row[idx] = 1.0f;
   return SQLITE_OK;
 }
 
-/* Rules 3 and 4 for a row without a NULL: an SQLite code, the error in err. */
-static int read_row(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row) {
-  if (m->n_vocab && argc == 2) return read_token(err, m, fn, argv[1], row);
-  if (argc - 1 != m->net.n_in) {
+/* Rules 3 and 4 for a row without a NULL, features argv[first..argc): an
+** SQLite code, the error in err. */
+static int read_row(rnn_err *err, const rnn_model *m, const char *fn, int first, int argc, sqlite3_value **argv,
+                    float *row) {
+  const int nf = argc - first;
+  if (m->n_vocab && nf == 1) return read_token(err, m, fn, first + 1, argv[first], row);
+  if (nf != m->net.n_in) {
     return rnn_err_set(err, "%s(): model expects %d feature%s, got %d", fn, m->net.n_in,
-                       m->net.n_in == 1 ? "" : "s", argc - 1);
+                       m->net.n_in == 1 ? "" : "s", nf);
   }
-  for (int i = 1; i < argc; i++) {
-    if (rnn_feature_read(err, fn, i + 1, i, argv[i], &row[i - 1])) return err->rc;
+  for (int i = first; i < argc; i++) {
+    if (rnn_feature_read(err, fn, i + 1, i - first + 1, argv[i], &row[i - first])) return err->rc;
   }
   return SQLITE_OK;
 }
 
-int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv,
+int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int first, int argc, sqlite3_value **argv,
                  float *row) {
-  for (int i = 1; i < argc; i++) {
+  for (int i = first; i < argc; i++) {
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return 0; /* rule 2 */
   }
-  return read_row(err, m, fn, argc, argv, row) == SQLITE_OK ? 1 : -1;
+  return read_row(err, m, fn, first, argc, argv, row) == SQLITE_OK ? 1 : -1;
 }

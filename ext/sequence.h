@@ -23,11 +23,14 @@ typedef struct rnn_seq {
 int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out);
 void rnn_seq_free(rnn_seq *s);
 
-/* One row's input for the window functions from argv[1..argc): numbers, or for a
-** vocab model one TEXT token or INTEGER index (one-hot). A tri-state (util.h
-** convention, exception 5), as a skipped row is no error: 1 if the row is used,
-** 0 if skipped (a NULL), -1 with the error in err. */
-int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row);
+/* One row's input from argv[first..argc) (1 for the window functions, after the
+** model; 2 for rnn_step, after the state): numbers, or for a vocab model one
+** TEXT token or INTEGER index (one-hot). Messages number arguments from 1 and
+** features from 1. A tri-state (util.h convention, exception 5), as a skipped
+** row is no error: 1 if the row is used, 0 if skipped (a NULL), -1 with the
+** error in err. */
+int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int first, int argc, sqlite3_value **argv,
+                 float *row);
 
 /* One feature (argument `arg`, 1-based, feature number `feature`) as float32.
 ** Returns an SQLite code, the error in err (features.c rule 1). */

@@ -22,13 +22,12 @@
 **     another model's hash or the wrong length is an error saying which.
 **  5. Bidirectional models are refused: their state after a row depends on the
 **     rows after it.
-**  6. Features are read as the window functions read them (features.c rules),
+**  6. Features are read by features.c, as the window functions read them,
 **     with argument numbers counted from rnn_step's model argument.
 */
 #include "f32.h"
 #include "sequence.h"
 #include "state.h"
-#include "tokenizer.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
 #include <string.h>
@@ -108,57 +107,6 @@ void rnn_result_state(sqlite3_context *ctx, rnn_entry *e, const rnn_state *st) {
   sqlite3_result_blob64(ctx, b, n, sqlite3_free);
 }
 
-/* Rule 6 for a vocab model: one TEXT token or INTEGER index, one-hot. */
-static int read_token(rnn_err *err, const rnn_model *m, const char *fn, int arg, sqlite3_value *v, float *row) {
-  int t = sqlite3_value_type(v), idx = -1;
-  if (t == SQLITE_TEXT) {
-    const char *z = (const char *)sqlite3_value_text(v);
-    int n = sqlite3_value_bytes(v);
-    if (!z) {
-      rnn_err_nomem(err);
-      return -1;
-    }
-    idx = rnn_model_token(m, z, n);
-    if (idx < 0) idx = m->unknown;
-    if (idx < 0) {
-      rnn_err_set(err, "%s(): argument %d %.40U is not a token of the model's vocab", fn, arg, z, n);
-      return -1;
-    }
-  } else if (t == SQLITE_INTEGER) {
-    sqlite3_int64 k = sqlite3_value_int64(v);
-    if (k < 0 || k >= m->n_vocab) {
-      rnn_err_set(err, "%s(): argument %d is token index %lld, outside 0..%d", fn, arg, (long long)k,
-                  m->n_vocab - 1);
-      return -1;
-    }
-    idx = (int)k;
-  } else {
-    rnn_err_set(err, "%s(): argument %d is %s, expected a token (TEXT) or a token index (INTEGER) of the model's "
-                "vocab", fn, arg, rnn_type_name(t));
-    return -1;
-  }
-  memset(row, 0, sizeof(float) * (size_t)m->net.n_in);
-  row[idx] = 1.0f;
-  return 1;
-}
-
-/* The features argv[2..argc) into row: 1 used, 0 a NULL (rule 3), -1 error. */
-static int step_row(rnn_err *err, const rnn_model *m, const char *fn, int argc, sqlite3_value **argv, float *row) {
-  for (int i = 2; i < argc; i++) {
-    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return 0;
-  }
-  if (m->n_vocab && argc == 3) return read_token(err, m, fn, 3, argv[2], row);
-  if (argc - 2 != m->net.n_in) {
-    rnn_err_set(err, "%s(): model expects %d feature%s, got %d", fn, m->net.n_in, m->net.n_in == 1 ? "" : "s",
-                argc - 2);
-    return -1;
-  }
-  for (int i = 2; i < argc; i++) {
-    if (rnn_feature_read(err, fn, i + 1, i - 1, argv[i], &row[i - 2])) return -1;
-  }
-  return 1;
-}
-
 static void fn_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "rnn_step";
   rnn_err err = {SQLITE_OK, NULL};
@@ -180,7 +128,7 @@ static void fn_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   }
   rnn_state_init(net, &st, mem);
   if (rnn_state_read(&err, e, argv[1], fn, 2, &st)) goto done;
-  int use = step_row(&err, e->model, fn, argc, argv, mem + nst);
+  int use = rnn_row_read(&err, e->model, fn, 2, argc, argv, mem + nst); /* rule 3 for a NULL */
   if (use < 0) goto done;
   if (use == 0) {
     sqlite3_result_value(ctx, argv[1]); /* rule 3 */

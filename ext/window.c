@@ -163,7 +163,7 @@ static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const
     return;
   }
   rnn_err err = {SQLITE_OK, NULL};
-  int use = rnn_row_read(&err, w->e->model, fn, argc, argv, w->row);
+  int use = rnn_row_read(&err, w->e->model, fn, 1, argc, argv, w->row);
   if (use < 0) rnn_err_result(ctx, &err);
   if (use <= 0) return;
   int rc = fifo_push(w);
