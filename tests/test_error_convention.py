@@ -151,9 +151,10 @@ def functions(text):
 def test_function_parser_sees_every_function():
     """The checks below rely on functions(): it finds eval.c's functions with their bodies."""
     text = dict(sources())["eval.c"]
-    names = [name for (_, name), _, _ in functions(text)]
-    assert names[:4] == ["eval_floats", "eval_run", "eval_from", "eval_last"], names
-    assert "fn_eval" in names and "rnn_classify_func" in names
+    found = {name: (ret, params, body) for (ret, name), params, body in functions(text)}
+    assert {"eval_floats", "eval_run", "eval_from", "eval_last", "fn_eval", "rnn_classify_func"} <= set(found)
+    assert found["eval_last"][0] == "static int" and found["eval_last"][1].endswith("rnn_err *err")
+    assert "rnn_seq_read" in found["eval_last"][2] and "fn_eval" in found["rnn_eval_func"][2]
 
 
 def test_converted_files_return_codes():
