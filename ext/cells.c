@@ -303,7 +303,8 @@ static int bidir_pass(const rnn_net *n, rnn_bidir *b, int l, int d, int64_t step
     int64_t t = d == 0 ? s : b->T - 1 - s;
     cell_step(n, &n->layer[l].dir[d], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
     memcpy(out + (size_t)(t - base) * stride, b->h, hb);
-    if (tick && tick(arg)) return 1;
+    int rc = tick ? tick(arg) : 0;
+    if (rc) return rc;
   }
   return 0;
 }
@@ -314,13 +315,14 @@ static int bidir_pass(const rnn_net *n, rnn_bidir *b, int l, int d, int64_t step
 static int bidir_lower(const rnn_net *n, rnn_bidir *b, float *tmp, rnn_tick tick, void *arg) {
   const size_t hout = (size_t)n->hout, wid = 2 * hout;
   for (int l = 0; l < n->layers - 1; l++) {
+    int rc;
     if (l == 0) {
-      if (bidir_pass(n, b, 0, 1, b->T, 0, b->low + hout, wid, tick, arg)) return 1;
-      if (bidir_pass(n, b, 0, 0, b->T, 0, b->low, wid, tick, arg)) return 1;
+      if ((rc = bidir_pass(n, b, 0, 1, b->T, 0, b->low + hout, wid, tick, arg)) != 0) return rc;
+      if ((rc = bidir_pass(n, b, 0, 0, b->T, 0, b->low, wid, tick, arg)) != 0) return rc;
       continue;
     }
-    if (bidir_pass(n, b, l, 1, b->T, 0, tmp, hout, tick, arg)) return 1;
-    if (bidir_pass(n, b, l, 0, b->T, 0, b->low, wid, tick, arg)) return 1;
+    if ((rc = bidir_pass(n, b, l, 1, b->T, 0, tmp, hout, tick, arg)) != 0) return rc;
+    if ((rc = bidir_pass(n, b, l, 0, b->T, 0, b->low, wid, tick, arg)) != 0) return rc;
     for (int64_t t = 0; t < b->T; t++) {
       memcpy(b->low + (size_t)t * wid + hout, tmp + (size_t)t * hout, sizeof(float) * hout);
     }
@@ -343,7 +345,8 @@ static int bidir_backward(const rnn_net *n, rnn_bidir *b, rnn_tick tick, void *a
     }
     cell_step(n, &n->layer[l].dir[1], bidir_in(n, b, l, t), n->layer[l].in, b->h, b->c, &b->st);
     if (t < b->seg) memcpy(b->bwd + (size_t)t * hout, b->h, sizeof(float) * hout);
-    if (tick && tick(arg)) return 1;
+    int rc = tick ? tick(arg) : 0;
+    if (rc) return rc;
   }
   memcpy(b->hn, b->h, sizeof(float) * hout);
   b->cached = 0;
@@ -406,16 +409,18 @@ int rnn_bidir_begin(const rnn_net *n, rnn_bidir *b, const float *xs, int64_t T, 
   bidir_carve(n, b, T, last_only, work);
   b->xs = xs;
   if (T < 1) return 0;
-  if (bidir_lower(n, b, b->tmp, tick, arg)) return 1;
+  int rc = bidir_lower(n, b, b->tmp, tick, arg);
+  if (rc) return rc;
   if (last_only && n->readout == READOUT_FINAL_STATES) {
     /* only h_n's backward half, after step 0: every step writes over it */
     b->bwd = b->hn;
-    if (bidir_pass(n, b, n->layers - 1, 1, T, 0, b->hn, 0, tick, arg)) return 1;
+    rc = bidir_pass(n, b, n->layers - 1, 1, T, 0, b->hn, 0, tick, arg);
   } else if (last_only) {
-    if (bidir_pass(n, b, n->layers - 1, 1, 1, T - 1, b->bwd, (size_t)n->hout, tick, arg)) return 1;
-  } else if (bidir_backward(n, b, tick, arg)) {
-    return 1;
+    rc = bidir_pass(n, b, n->layers - 1, 1, 1, T - 1, b->bwd, (size_t)n->hout, tick, arg);
+  } else {
+    rc = bidir_backward(n, b, tick, arg);
   }
+  if (rc) return rc;
   memset(b->h, 0, sizeof(float) * (size_t)n->hout);
   memset(b->c, 0, sizeof(float) * (size_t)n->hidden);
   return 0;
@@ -446,10 +451,11 @@ void rnn_bidir_output(const rnn_net *n, rnn_bidir *b, float *out) {
 
 int rnn_bidir_last(const rnn_net *n, const float *xs, int64_t T, float *out, float *work, rnn_tick tick, void *arg) {
   rnn_bidir b;
-  if (rnn_bidir_begin(n, &b, xs, T, 1, work, tick, arg)) return 1;
+  int rc = rnn_bidir_begin(n, &b, xs, T, 1, work, tick, arg);
+  if (rc) return rc;
   for (int64_t t = 0; t < T; t++) {
     rnn_bidir_next(n, &b);
-    if (tick && tick(arg)) return 1;
+    if (tick && (rc = tick(arg)) != 0) return rc;
   }
   rnn_bidir_output(n, &b, out);
   return 0;

@@ -122,7 +122,8 @@ uint64_t rnn_model_hash(const unsigned char *p, size_t n);
 ** the backward pass then runs over every step, keeping only its state).
 ** The sequence-sized part of the work area is rnn_bidir_seq_floats: none for one
 ** layer with last_only, O(sqrt(T)) states without. tick (may be NULL) runs after every cell step; a
-** non-zero return stops the pass, and rnn_bidir_begin returns non-zero. */
+** non-zero return (poll.c's: the SQLite code that stopped the call, e.g.
+** SQLITE_INTERRUPT) stops the pass, and rnn_bidir_begin returns it; else 0. */
 #define RNN_MAX_BIDIR_FLOATS (1u << 26) /* sequence-sized floats of one pass: 256 MiB */
 typedef int (*rnn_tick)(void *arg);
 typedef struct rnn_bidir {
@@ -153,7 +154,8 @@ void rnn_bidir_next(const rnn_net *net, rnn_bidir *b);
 /* The model output out[0..O) from b->cat. */
 void rnn_bidir_output(const rnn_net *net, rnn_bidir *b, float *out);
 /* begin with last_only and every next: the output after the whole sequence into
-** out[0..O). Work: rnn_bidir_floats(net, T, 1). Non-zero if tick stopped it. */
+** out[0..O). Work: rnn_bidir_floats(net, T, 1). 0, or the tick's non-zero
+** return if it stopped the pass. */
 int rnn_bidir_last(const rnn_net *net, const float *xs, int64_t T, float *out, float *work, rnn_tick tick, void *arg);
 /* The last layer's hidden state (hout floats). */
 const float *rnn_last_hidden(const rnn_net *net, const rnn_state *st);

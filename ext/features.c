@@ -97,9 +97,12 @@ static int read_row(rnn_err *err, const rnn_model *m, const char *fn, int first,
 }
 
 int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int first, int argc, sqlite3_value **argv,
-                 float *row) {
+                 float *row, int *used) {
+  *used = 0;
   for (int i = first; i < argc; i++) {
-    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return 0; /* rule 2 */
+    if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return SQLITE_OK; /* rule 2 */
   }
-  return read_row(err, m, fn, first, argc, argv, row) == SQLITE_OK ? 1 : -1;
+  int rc = read_row(err, m, fn, first, argc, argv, row);
+  *used = rc == SQLITE_OK;
+  return rc;
 }

@@ -43,9 +43,10 @@ void rnn_poll_init(rnn_poll *p, sqlite3 *db, const rnn_net *n) {
   p->rc = SQLITE_OK;
 }
 
+/* SQLITE_OK, or the code that stops the call (kept in p->rc). */
 static int check(rnn_poll *p) {
   p->done = 0;
-  if (p->unchecked) return 0;
+  if (p->unchecked) return SQLITE_OK;
   if (!p->ping) {
     int rc = sqlite3_prepare_v2(p->db, "SELECT 1", -1, &p->ping, NULL);
     if (rc != SQLITE_OK) { /* rule 3 */
@@ -53,40 +54,29 @@ static int check(rnn_poll *p) {
       p->ping = NULL;
       p->unchecked = 1;
       if (rc == SQLITE_NOMEM) p->rc = rc;
-      return p->rc != SQLITE_OK;
+      return p->rc;
     }
   }
   int rc = sqlite3_step(p->ping);
   sqlite3_reset(p->ping);
-  if (rc == SQLITE_ROW || rc == SQLITE_DONE) return 0;
+  if (rc == SQLITE_ROW || rc == SQLITE_DONE) return SQLITE_OK;
   p->rc = rc; /* SQLITE_INTERRUPT for sqlite3_interrupt() and progress handlers alike */
-  return 1;
+  return p->rc;
 }
 
 int rnn_poll_step(rnn_poll *p) {
   p->done += p->per_step;
-  return p->done >= RNN_POLL_WORK ? check(p) : 0;
+  return p->done >= RNN_POLL_WORK ? check(p) : SQLITE_OK;
 }
 
 int rnn_poll_cell(void *arg) {
   rnn_poll *p = arg;
   p->done += p->per_cell;
-  return p->done >= RNN_POLL_WORK ? check(p) : 0;
+  return p->done >= RNN_POLL_WORK ? check(p) : SQLITE_OK;
 }
 
-void rnn_poll_result(sqlite3_context *ctx, const rnn_poll *p) {
-  if (p->rc == SQLITE_NOMEM) {
-    sqlite3_result_error_nomem(ctx);
-    return;
-  }
-  sqlite3_result_error(ctx, sqlite3_errstr(p->rc), -1);
-  sqlite3_result_error_code(ctx, p->rc);
-}
-
-int rnn_poll_vtab(sqlite3_vtab *vtab, const rnn_poll *p) {
-  sqlite3_free(vtab->zErrMsg);
-  vtab->zErrMsg = p->rc == SQLITE_NOMEM ? NULL : sqlite3_mprintf("%s", sqlite3_errstr(p->rc));
-  return p->rc;
+int rnn_poll_err(const rnn_poll *p, rnn_err *err) {
+  return rnn_err_code(err, p->rc);
 }
 
 void rnn_poll_finish(rnn_poll *p) {
@@ -96,9 +86,9 @@ void rnn_poll_finish(rnn_poll *p) {
 
 int rnn_bidir_fits(rnn_err *err, const rnn_net *n, int64_t T, int last_only, const char *fn) {
   uint64_t f = rnn_bidir_seq_floats(n, T, last_only);
-  if (f <= RNN_MAX_BIDIR_FLOATS) return 0;
-  rnn_err_set(err, "%s(): %lld steps through this %d-layer bidirectional model need %llu MiB of working memory, "
-                   "more than the limit of %u MiB", fn, (long long)T, n->layers,
-              (unsigned long long)((f * sizeof(float) + (1u << 20) - 1) >> 20), (unsigned)((RNN_MAX_BIDIR_FLOATS * sizeof(float)) >> 20));
-  return -1;
+  if (f <= RNN_MAX_BIDIR_FLOATS) return SQLITE_OK;
+  return rnn_err_set(err, "%s(): %lld steps through this %d-layer bidirectional model need %llu MiB of working "
+                     "memory, more than the limit of %u MiB", fn, (long long)T, n->layers,
+                     (unsigned long long)((f * sizeof(float) + (1u << 20) - 1) >> 20),
+                     (unsigned)((RNN_MAX_BIDIR_FLOATS * sizeof(float)) >> 20));
 }

@@ -24,19 +24,19 @@ typedef struct rnn_poll {
 } rnn_poll;
 
 void rnn_poll_init(rnn_poll *p, sqlite3 *db, const rnn_net *net);
-/* Count one step of the whole model (rnn_step); nonzero when the call must stop:
-** p->rc is then SQLITE_INTERRUPT (or what else
-** stopped the check statement, e.g. SQLITE_NOMEM). */
+/* Count one step of the whole model (rnn_step): SQLITE_OK, or the code that
+** stops the call (rule 4): SQLITE_INTERRUPT, or what else stopped the check
+** statement, e.g. SQLITE_NOMEM. Kept in p->rc. */
 int rnn_poll_step(rnn_poll *p);
-/* The same for one cell step; the rnn_tick of the bidirectional passes (cells.h). */
+/* The same for one cell step; the rnn_tick of the bidirectional passes (cells.h),
+** which hand its code back. */
 int rnn_poll_cell(void *p);
-/* Report why the call stopped (rule 4) on a function's context, or into a
-** virtual table's zErrMsg, returning the code. */
-void rnn_poll_result(sqlite3_context *ctx, const rnn_poll *p);
-int rnn_poll_vtab(sqlite3_vtab *vtab, const rnn_poll *p);
+/* Record why the call stopped in err ("interrupted" with SQLITE_INTERRUPT, as
+** SQLite's own) and return the code. */
+int rnn_poll_err(const rnn_poll *p, rnn_err *err);
 void rnn_poll_finish(rnn_poll *p);
 
-/* 0 if a bidirectional pass over T steps fits RNN_MAX_BIDIR_FLOATS (cells.h),
-** else -1 with the limit error for fn in err. */
+/* SQLITE_OK if a bidirectional pass over T steps fits RNN_MAX_BIDIR_FLOATS
+** (cells.h), else the code of the limit error for fn recorded in err. */
 int rnn_bidir_fits(rnn_err *err, const rnn_net *net, int64_t T, int last_only, const char *fn);
 #endif

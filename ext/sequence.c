@@ -42,8 +42,7 @@ void rnn_seq_free(rnn_seq *s) {
   memset(s, 0, sizeof(*s));
 }
 
-/* The static functions below return an SQLite code with the error in err
-** (util.h); rnn_seq_read maps it to its tri-state. */
+/* The functions below return an SQLite code with the error in err (util.h). */
 
 /* Rules 3 and 4 for T steps of I values. */
 static int check_size(rnn_err *err, const char *fn, int64_t T, int I) {
@@ -282,6 +281,6 @@ static int read_value(rnn_err *err, const rnn_model *m, sqlite3_value *v, const 
 
 int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out) {
   memset(out, 0, sizeof(*out));
-  if (sqlite3_value_type(v) == SQLITE_NULL) return 1;
-  return read_value(err, m, v, fn, out) == SQLITE_OK ? 0 : -1;
+  if (sqlite3_value_type(v) == SQLITE_NULL) return SQLITE_OK; /* out->xs stays NULL */
+  return read_value(err, m, v, fn, out);
 }

@@ -17,20 +17,19 @@ typedef struct rnn_seq {
   int *tokens;
 } rnn_seq;
 
-/* A tri-state (util.h convention, exception 5), as a NULL sequence is no
-** error: 0 on success (out filled), 1 for a NULL value (nothing set), -1 with
-** the error in err (the message names fn). */
+/* SQLITE_OK with out filled, or for a NULL value (no error) with out->xs NULL
+** and out->T 0; else the code of the error recorded in err (the message names
+** fn). A sequence read has at least one step, so out->xs is never NULL then. */
 int rnn_seq_read(rnn_err *err, const rnn_model *m, sqlite3_value *v, const char *fn, rnn_seq *out);
 void rnn_seq_free(rnn_seq *s);
 
 /* One row's input from argv[first..argc) (1 for the window functions, after the
 ** model; 2 for rnn_step, after the state): numbers, or for a vocab model one
 ** TEXT token or INTEGER index (one-hot). Messages number arguments from 1 and
-** features from 1. A tri-state (util.h convention, exception 5), as a skipped
-** row is no error: 1 if the row is used, 0 if skipped (a NULL), -1 with the
-** error in err. */
+** features from 1. SQLITE_OK with *used 1 (row filled), or 0 for a row to
+** skip (a NULL feature, no error); else the code of the error recorded in err. */
 int rnn_row_read(rnn_err *err, const rnn_model *m, const char *fn, int first, int argc, sqlite3_value **argv,
-                 float *row);
+                 float *row, int *used);
 
 /* One feature (argument `arg`, 1-based, feature number `feature`) as float32.
 ** Returns an SQLite code, the error in err (features.c rule 1). */

@@ -33,10 +33,9 @@ SQLITE_EXTENSION_INIT3
 #include <string.h>
 
 int rnn_state_usable(rnn_err *err, const rnn_entry *e, const char *fn) {
-  if (e->model->net.dirs == 1) return 0;
-  rnn_err_set(err, "%s(): model is bidirectional: its state after a row depends on the rows after it, so it "
-                   "cannot be kept or resumed (score whole sequences with rnn_eval instead)", fn);
-  return -1;
+  if (e->model->net.dirs == 1) return SQLITE_OK;
+  return rnn_err_set(err, "%s(): model is bidirectional: its state after a row depends on the rows after it, so "
+                          "it cannot be kept or resumed (score whole sequences with rnn_eval instead)", fn);
 }
 
 /* Rule 4, the header and the length. */
@@ -44,32 +43,27 @@ static int state_check(rnn_err *err, rnn_entry *e, const unsigned char *p, int n
   const rnn_net *net = &e->model->net;
   const size_t want = rnn_state_blob_bytes(net);
   if (n < RNN_STATE_HEADER || memcmp(p, RNN_STATE_MAGIC, 4) != 0) {
-    rnn_err_set(err, "%s(): argument %d is not a state: a state BLOB starts with 'RNNS' and has at least %d bytes "
-                "(got %d): pass a value from rnn_state() or rnn_step()", fn, arg, RNN_STATE_HEADER, n);
-    return -1;
+    return rnn_err_set(err, "%s(): argument %d is not a state: a state BLOB starts with 'RNNS' and has at least "
+                       "%d bytes (got %d): pass a value from rnn_state() or rnn_step()", fn, arg, RNN_STATE_HEADER, n);
   }
   uint32_t version = rnn_le32_get(p + 4);
   if (version != RNN_STATE_VERSION) {
-    rnn_err_set(err, "%s(): argument %d is a state of layout version %u, this sqlite-rnn reads version %u", fn, arg,
-                version, RNN_STATE_VERSION);
-    return -1;
+    return rnn_err_set(err, "%s(): argument %d is a state of layout version %u, this sqlite-rnn reads version %u",
+                       fn, arg, version, RNN_STATE_VERSION);
   }
   uint64_t hash = rnn_le64_get(p + 8), own = rnn_entry_hash(e);
   if (hash != own) {
-    rnn_err_set(err, "%s(): argument %d is the state of another model (model hash %016llx, this model's is "
-                "%016llx)", fn, arg, (unsigned long long)hash, (unsigned long long)own);
-    return -1;
+    return rnn_err_set(err, "%s(): argument %d is the state of another model (model hash %016llx, this model's is "
+                       "%016llx)", fn, arg, (unsigned long long)hash, (unsigned long long)own);
   }
   if ((size_t)n != want) {
-    rnn_err_set(err, "%s(): argument %d is a state of %d bytes, this model's state has %lld", fn, arg, n,
-                (long long)want);
-    return -1;
+    return rnn_err_set(err, "%s(): argument %d is a state of %d bytes, this model's state has %lld", fn, arg, n,
+                       (long long)want);
   }
   if ((int64_t)rnn_le64_get(p + 16) < 0) {
-    rnn_err_set(err, "%s(): argument %d is not a state: its step count is negative", fn, arg);
-    return -1;
+    return rnn_err_set(err, "%s(): argument %d is not a state: its step count is negative", fn, arg);
   }
-  return 0;
+  return SQLITE_OK;
 }
 
 int rnn_state_read(rnn_err *err, rnn_entry *e, sqlite3_value *v, const char *fn, int arg, rnn_state *st) {
@@ -77,22 +71,19 @@ int rnn_state_read(rnn_err *err, rnn_entry *e, sqlite3_value *v, const char *fn,
   int t = sqlite3_value_type(v);
   if (t == SQLITE_NULL) {
     rnn_state_reset(net, st);
-    return 0;
+    return SQLITE_OK;
   }
   if (t != SQLITE_BLOB) {
-    rnn_err_set(err, "%s(): argument %d (state) is %s, expected a state BLOB from rnn_state() or rnn_step(), or "
-                "NULL", fn, arg, rnn_type_name(t));
-    return -1;
+    return rnn_err_set(err, "%s(): argument %d (state) is %s, expected a state BLOB from rnn_state() or "
+                       "rnn_step(), or NULL", fn, arg, rnn_type_name(t));
   }
   const unsigned char *p = sqlite3_value_blob(v);
   int n = sqlite3_value_bytes(v);
-  if (!p && n > 0) {
-    rnn_err_nomem(err);
-    return -1;
-  }
-  if (state_check(err, e, p ? p : (const unsigned char *)"", n, fn, arg)) return -1;
+  if (!p && n > 0) return rnn_err_nomem(err);
+  int rc = state_check(err, e, p ? p : (const unsigned char *)"", n, fn, arg);
+  if (rc != SQLITE_OK) return rc;
   rnn_state_load(net, st, p);
-  return 0;
+  return SQLITE_OK;
 }
 
 void rnn_result_state(sqlite3_context *ctx, rnn_entry *e, const rnn_state *st) {
@@ -120,17 +111,17 @@ static void fn_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const rnn_net *net = &e->model->net;
   rnn_state st;
   size_t nst = rnn_state_floats(net);
-  if (rnn_state_usable(&err, e, fn)) goto done;
+  if (rnn_state_usable(&err, e, fn) != SQLITE_OK) goto done;
   mem = sqlite3_malloc64((nst + (size_t)net->n_in) * sizeof(float));
   if (!mem) {
     rnn_err_nomem(&err);
     goto done;
   }
   rnn_state_init(net, &st, mem);
-  if (rnn_state_read(&err, e, argv[1], fn, 2, &st)) goto done;
-  int use = rnn_row_read(&err, e->model, fn, 2, argc, argv, mem + nst); /* rule 3 for a NULL */
-  if (use < 0) goto done;
-  if (use == 0) {
+  if (rnn_state_read(&err, e, argv[1], fn, 2, &st) != SQLITE_OK) goto done;
+  int use;
+  if (rnn_row_read(&err, e->model, fn, 2, argc, argv, mem + nst, &use) != SQLITE_OK) goto done;
+  if (!use) {
     sqlite3_result_value(ctx, argv[1]); /* rule 3 */
     goto done;
   }
@@ -152,14 +143,14 @@ static void fn_output(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   const rnn_net *net = &e->model->net;
   rnn_state st;
   size_t nst = rnn_state_floats(net);
-  if (rnn_state_usable(&err, e, fn)) goto done;
+  if (rnn_state_usable(&err, e, fn) != SQLITE_OK) goto done;
   mem = sqlite3_malloc64((nst + 2 * (size_t)net->ldo) * sizeof(float));
   if (!mem) {
     rnn_err_nomem(&err);
     goto done;
   }
   rnn_state_init(net, &st, mem);
-  if (rnn_state_read(&err, e, argv[1], fn, 2, &st)) goto done;
+  if (rnn_state_read(&err, e, argv[1], fn, 2, &st) != SQLITE_OK) goto done;
   if (st.steps == 0) goto done; /* rule 2: NULL */
   rnn_output(net, &st, mem + nst, mem + nst + net->ldo);
   rnn_result_output_named(ctx, mem + nst, net->n_out, e->model->output_names);

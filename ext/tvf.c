@@ -125,9 +125,9 @@ static int tvf_best_index(sqlite3_vtab *p, sqlite3_index_info *info) {
   for (int a = 0; a < nargs; a++) {
     if (idx[a] >= 0) continue;
     if (unusable & (1 << a)) return SQLITE_CONSTRAINT;
-    sqlite3_free(p->zErrMsg);
-    p->zErrMsg = sqlite3_mprintf("%s(): missing argument %d (%s)", fname(v->kind), a + 1, names[a]);
-    return p->zErrMsg ? SQLITE_ERROR : SQLITE_NOMEM;
+    rnn_err err = {SQLITE_OK, NULL};
+    rnn_err_set(&err, "%s(): missing argument %d (%s)", fname(v->kind), a + 1, names[a]);
+    return rnn_err_vtab(p, &err);
   }
   for (int a = 0; a < nargs; a++) {
     info->aConstraintUsage[idx[a]].argvIndex = a + 1;
@@ -181,48 +181,47 @@ static void steps_advance(tvf_cursor *c) {
 
 /* Rule 8: the cursor's state from the state argument in args[slot], if given. */
 static int load_state(tvf_cursor *c, int slot, const char *fn, rnn_err *err) {
-  if (!c->args[slot]) return 0;
+  if (!c->args[slot]) return SQLITE_OK;
   return rnn_state_read(err, c->e, c->args[slot], fn, slot + 1, &c->st);
 }
 
 static int filter_steps(tvf_cursor *c, const char *fn, rnn_err *err) {
   const rnn_net *net = &c->e->model->net;
   const int bi = net->dirs == 2;
-  if (bi && rnn_bidir_fits(err, net, c->seq.T, 0, fn)) return -1;
+  int rc;
+  if (bi && (rc = rnn_bidir_fits(err, net, c->seq.T, 0, fn)) != SQLITE_OK) return rc;
   c->nwork = bi ? rnn_bidir_floats(net, c->seq.T, 0) : rnn_state_floats(net) + (size_t)net->ldo;
   c->work = sqlite3_malloc64(c->nwork * sizeof(float));
   c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
-  if (!c->work || !c->outs) {
-    rnn_err_nomem(err);
-    return -1;
-  }
+  if (!c->work || !c->outs) return rnn_err_nomem(err);
   c->n = c->seq.T;
   if (bi) {
-    if (rnn_bidir_begin(net, &c->bi, c->seq.xs, c->seq.T, 0, c->work, rnn_poll_cell, &c->poll)) return 1;
+    rc = rnn_bidir_begin(net, &c->bi, c->seq.xs, c->seq.T, 0, c->work, rnn_poll_cell, &c->poll);
+    if (rc != SQLITE_OK) return rnn_poll_err(&c->poll, err); /* rule 7 */
   } else {
     rnn_state_init(net, &c->st, c->work);
-    if (load_state(c, S_STATE - S_MODEL, fn, err)) return -1;
+    if ((rc = load_state(c, S_STATE - S_MODEL, fn, err)) != SQLITE_OK) return rc;
   }
   if (c->n > 0) steps_advance(c);
-  return 0;
+  return SQLITE_OK;
 }
 
 /* Make room for T steps in the sequence and the work area of a bidirectional
 ** forecast rerun (both grow as rows are read). */
-static int forecast_room(tvf_cursor *c, int64_t T) {
+static int forecast_room(tvf_cursor *c, int64_t T, rnn_err *err) {
   const rnn_net *net = &c->e->model->net;
   if (T > c->cap) {
     int64_t cap = c->cap * 2 > T ? c->cap * 2 : T;
     if (cap > c->seq.T + c->n - 1) cap = c->seq.T + c->n - 1;
     float *xs = sqlite3_realloc64(c->seq.xs, (size_t)cap * (size_t)net->n_in * sizeof(float));
-    if (!xs) return SQLITE_NOMEM;
+    if (!xs) return rnn_err_nomem(err);
     c->seq.xs = xs;
     c->cap = cap;
   }
   size_t need = rnn_bidir_floats(net, c->cap, 1);
   if (need > c->nwork) {
     float *w = sqlite3_realloc64(c->work, need * sizeof(float));
-    if (!w) return SQLITE_NOMEM;
+    if (!w) return rnn_err_nomem(err);
     c->work = w;
     c->nwork = need;
   }
@@ -236,65 +235,57 @@ static int forecast_bidirectional(tvf_cursor *c, const char *fn, rnn_err *err) {
   const int I = net->n_in;
   int64_t total = c->seq.T + c->n - 1;
   if (total > RNN_MAX_SEQ_VALUES / I) {
-    rnn_err_set(err, "%s(): sequence plus horizon is %lld steps of %d values, more than the limit of %d values",
-                fn, (long long)total, I, RNN_MAX_SEQ_VALUES);
-    return -1;
+    return rnn_err_set(err, "%s(): sequence plus horizon is %lld steps of %d values, more than the limit of %d "
+                       "values", fn, (long long)total, I, RNN_MAX_SEQ_VALUES);
   }
-  if (rnn_bidir_fits(err, net, total, 1, fn)) return -1;
+  int rc = rnn_bidir_fits(err, net, total, 1, fn);
+  if (rc != SQLITE_OK) return rc;
   c->cap = c->seq.T;
   c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
-  if (!c->outs || forecast_room(c, c->seq.T) != SQLITE_OK) {
-    rnn_err_nomem(err);
-    return -1;
-  }
-  return rnn_bidir_last(net, c->seq.xs, c->seq.T, c->outs, c->work, rnn_poll_cell, &c->poll);
+  if (!c->outs) return rnn_err_nomem(err);
+  if ((rc = forecast_room(c, c->seq.T, err)) != SQLITE_OK) return rc;
+  rc = rnn_bidir_last(net, c->seq.xs, c->seq.T, c->outs, c->work, rnn_poll_cell, &c->poll);
+  return rc != SQLITE_OK ? rnn_poll_err(&c->poll, err) : SQLITE_OK; /* rule 7 */
 }
 
 static int filter_forecast(tvf_cursor *c, const char *fn, rnn_err *err) {
   const rnn_net *net = &c->e->model->net;
   sqlite3_value *h = c->args[2];
   if (net->n_out != net->n_in) {
-    rnn_err_set(err, "%s(): model has %d output%s but takes %d input%s: a forecast feeds each output back as the "
-                     "next input", fn, net->n_out, net->n_out == 1 ? "" : "s", net->n_in, net->n_in == 1 ? "" : "s");
-    return -1;
+    return rnn_err_set(err, "%s(): model has %d output%s but takes %d input%s: a forecast feeds each output back "
+                       "as the next input", fn, net->n_out, net->n_out == 1 ? "" : "s", net->n_in,
+                       net->n_in == 1 ? "" : "s");
   }
   if (sqlite3_value_type(h) != SQLITE_INTEGER || sqlite3_value_int64(h) < 1 ||
       sqlite3_value_int64(h) > RNN_MAX_HORIZON) {
     /* Name the type given: '24' (TEXT) reads like 24 otherwise. */
     int ht = sqlite3_value_type(h);
     const char *z = ht == SQLITE_NULL || ht == SQLITE_BLOB ? "" : (const char *)sqlite3_value_text(h);
-    if (!z) {
-      rnn_err_nomem(err);
-      return -1;
-    }
+    if (!z) return rnn_err_nomem(err);
     if (ht == SQLITE_TEXT) {
-      rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got TEXT %.40U", fn, RNN_MAX_HORIZON, z,
-                  sqlite3_value_bytes(h));
-    } else {
-      rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s%s%s", fn, RNN_MAX_HORIZON,
-                  rnn_type_name(ht), *z ? " " : "", z);
+      return rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got TEXT %.40U", fn, RNN_MAX_HORIZON,
+                         z, sqlite3_value_bytes(h));
     }
-    return -1;
+    return rnn_err_set(err, "%s(): horizon must be an INTEGER from 1 to %d, got %s%s%s", fn, RNN_MAX_HORIZON,
+                       rnn_type_name(ht), *z ? " " : "", z);
   }
   c->n = sqlite3_value_int64(h);
   if (net->dirs == 2) return forecast_bidirectional(c, fn, err);
   size_t nst = rnn_state_floats(net);
   c->work = sqlite3_malloc64((nst + (size_t)net->ldo) * sizeof(float));
   c->outs = sqlite3_malloc64((size_t)net->ldo * sizeof(float));
-  if (!c->work || !c->outs) {
-    rnn_err_nomem(err);
-    return -1;
-  }
+  if (!c->work || !c->outs) return rnn_err_nomem(err);
   rnn_state_init(net, &c->st, c->work);
-  if (load_state(c, F_STATE - F_MODEL, fn, err)) return -1;
+  int rc = load_state(c, F_STATE - F_MODEL, fn, err);
+  if (rc != SQLITE_OK) return rc;
   for (int64_t t = 0; t < c->seq.T; t++) {
     rnn_step(net, &c->st, c->seq.xs + (size_t)t * net->n_in);
-    if (rnn_poll_step(&c->poll)) return 1;
+    if (rnn_poll_step(&c->poll) != SQLITE_OK) return rnn_poll_err(&c->poll, err); /* rule 7 */
   }
   if (c->st.steps == 0) c->n = 0; /* rule 8: no steps, no output to start from */
   else rnn_output(net, &c->st, c->outs, c->work + nst);
   rnn_seq_free(&c->seq); /* only the state is needed from here on */
-  return 0;
+  return SQLITE_OK;
 }
 
 static int tvf_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, int argc, sqlite3_value **argv) {
@@ -314,14 +305,12 @@ static int tvf_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, in
   if (!c->e) return rnn_err_vtab(p->pVtab, &err);
   if (c->args[nargs] && rnn_state_usable(&err, c->e, fn)) return rnn_err_vtab(p->pVtab, &err);
   int rc = rnn_seq_read(&err, c->e->model, c->args[1], fn, &c->seq);
-  if (rc == 1 && !c->args[nargs]) return SQLITE_OK; /* rule 5: NULL sequence, no rows */
-  if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
+  if (rc != SQLITE_OK) return rnn_err_vtab(p->pVtab, &err);
+  if (!c->seq.xs && !c->args[nargs]) return SQLITE_OK; /* rule 5: NULL sequence, no rows */
   rnn_poll_init(&c->poll, v->db, &c->e->model->net);
   rc = v->kind == KIND_STEPS ? filter_steps(c, fn, &err) : filter_forecast(c, fn, &err);
   rnn_poll_finish(&c->poll);
-  if (rc < 0) return rnn_err_vtab(p->pVtab, &err);
-  if (rc > 0) return rnn_poll_vtab(p->pVtab, &c->poll); /* rule 7 */
-  return SQLITE_OK;
+  return rc != SQLITE_OK ? rnn_err_vtab(p->pVtab, &err) : SQLITE_OK;
 }
 
 static int tvf_next(sqlite3_vtab_cursor *p) {
@@ -340,12 +329,15 @@ static int tvf_next(sqlite3_vtab_cursor *p) {
     return SQLITE_OK;
   }
   /* append the last output to the sequence and run it all again */
+  rnn_err err = {SQLITE_OK, NULL};
   int64_t T = c->seq.T + c->row;
-  if (forecast_room(c, T) != SQLITE_OK) return SQLITE_NOMEM;
+  if (forecast_room(c, T, &err) != SQLITE_OK) return rnn_err_vtab(p->pVtab, &err);
   memcpy(c->seq.xs + (size_t)(T - 1) * net->n_in, c->outs, sizeof(float) * (size_t)net->n_in);
-  int stopped = rnn_bidir_last(net, c->seq.xs, T, c->outs, c->work, rnn_poll_cell, &c->poll);
+  int rc = rnn_bidir_last(net, c->seq.xs, T, c->outs, c->work, rnn_poll_cell, &c->poll);
   rnn_poll_finish(&c->poll);
-  return stopped ? rnn_poll_vtab(p->pVtab, &c->poll) : SQLITE_OK;
+  if (rc == SQLITE_OK) return SQLITE_OK;
+  rnn_poll_err(&c->poll, &err); /* rule 7 */
+  return rnn_err_vtab(p->pVtab, &err);
 }
 
 static int tvf_eof(sqlite3_vtab_cursor *p) {

@@ -195,6 +195,14 @@ int rnn_err_nomem(rnn_err *e) {
   return e->rc;
 }
 
+int rnn_err_code(rnn_err *e, int rc) {
+  if (e->rc != SQLITE_OK || rc == SQLITE_OK) return e->rc;
+  if (rc == SQLITE_NOMEM) return rnn_err_nomem(e);
+  e->msg = sqlite3_mprintf("%s", sqlite3_errstr(rc));
+  e->rc = e->msg ? rc : SQLITE_NOMEM;
+  return e->rc;
+}
+
 /* The prefix is escaped on its own; the message already is (rule 3 makes the
 ** result the same as formatting both at once). Out of memory replaces it. */
 int rnn_err_prefix(rnn_err *e, const char *fmt, ...) {
@@ -235,7 +243,10 @@ void rnn_result_errorf(sqlite3_context *ctx, const char *fmt, ...) {
 void rnn_err_result(sqlite3_context *ctx, rnn_err *e) {
   if (e->rc == SQLITE_NOMEM) sqlite3_result_error_nomem(ctx);
   else if (e->rc == SQLITE_TOOBIG) sqlite3_result_error_toobig(ctx);
-  else if (e->rc != SQLITE_OK) sqlite3_result_error(ctx, e->msg ? e->msg : "sqlite-rnn error", -1);
+  else if (e->rc != SQLITE_OK) {
+    sqlite3_result_error(ctx, e->msg ? e->msg : "sqlite-rnn error", -1);
+    if (e->rc != SQLITE_ERROR) sqlite3_result_error_code(ctx, e->rc); /* SQLITE_INTERRUPT, from poll.c */
+  }
   sqlite3_free(e->msg);
   e->msg = NULL;
   e->rc = SQLITE_OK;

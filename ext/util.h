@@ -5,12 +5,16 @@
 ** Errors: the one convention every ext/ file follows.
 **  1. A function that can fail takes the caller's rnn_err and returns an SQLite
 **     result code: SQLITE_OK, or the code it recorded in the rnn_err
-**     (SQLITE_ERROR with a message, SQLITE_NOMEM with none, SQLITE_TOOBIG).
+**     (SQLITE_ERROR with a message, SQLITE_NOMEM with none, SQLITE_TOOBIG,
+**     SQLITE_INTERRUPT with SQLite's "interrupted", from rnn_err_code).
 **     The caller passes an rnn_err holding no error ({SQLITE_OK, NULL}).
 **     What it makes comes back through out-parameters. A static helper whose
 **     natural result is an index or a pointer (json.c's node numbers,
 **     model.c's expect()) returns it, or -1 / NULL on failure: the code is
-**     then the rnn_err's rc.
+**     then the rnn_err's rc. "Nothing here", which is no error, is an
+**     out-parameter too: rnn_seq_read leaves xs NULL for a NULL sequence,
+**     rnn_row_read sets *used to 0 for a row to skip. A call stopped by
+**     sqlite3_interrupt() or a progress handler is SQLITE_INTERRUPT (poll.c).
 **  2. Messages are made only by rnn_err_set (rnn_vmprintf: user bytes are
 **     escaped), lack of memory only by rnn_err_nomem, so it always reads as
 **     SQLite's "out of memory". The first error recorded wins.
@@ -19,10 +23,10 @@
 **  4. Only the SQLite callbacks report, at the boundary: rnn_err_result on a
 **     function's context, rnn_err_vtab into a virtual table's zErrMsg,
 **     *pzErrMsg in sqlite3_rnn_init. A callback reports an error it finds
-**     itself with rnn_result_errorf.
-**  5. Exceptions, each documented where it is declared: rnn_seq_read and
-**     rnn_row_read also answer "nothing here" (a NULL sequence, a skipped row)
-**     and return a tri-state, negative for an error in the rnn_err;
+**     itself with rnn_result_errorf; the rnn_result_* helpers that make a
+**     callback's result (and window.c's result_*) report running out of memory
+**     while making it.
+**  5. Exceptions, each documented where it is declared:
 **     rnn_resolve reports on its context itself (it keeps its memo there)
 **     and rnn_resolve_value returns the entry or NULL (both wrap registry.c's
 **     resolve(), which follows rule 1);
@@ -46,7 +50,7 @@
 /* An error on its way to the caller: functions report it on their context,
 ** virtual tables in zErrMsg. */
 typedef struct rnn_err {
-  int rc;       /* SQLITE_OK, SQLITE_ERROR, SQLITE_NOMEM or SQLITE_TOOBIG */
+  int rc;       /* SQLITE_OK, SQLITE_ERROR, SQLITE_NOMEM, SQLITE_TOOBIG or SQLITE_INTERRUPT */
   char *msg;    /* sqlite3_malloc'd; NULL for NOMEM */
 } rnn_err;
 
@@ -71,6 +75,9 @@ int rnn_utf8_len(const unsigned char *z, size_t n);
 ** Both return e->rc afterwards, for `return rnn_err_set(err, ...);`. */
 int rnn_err_set(rnn_err *e, const char *fmt, ...);
 int rnn_err_nomem(rnn_err *e);
+/* Record SQLite's own error for the code rc, keeping the code: for
+** SQLITE_INTERRUPT, the message "interrupted" (as SQLite's own). */
+int rnn_err_code(rnn_err *e, int rc);
 /* Prefix e's message (if it has one) with the formatted text; returns e->rc. */
 int rnn_err_prefix(rnn_err *e, const char *fmt, ...);
 /* Move src's error into dst unless dst has one already (then src's is

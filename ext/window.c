@@ -64,28 +64,21 @@ typedef struct win {
   int64_t rows;           /* rows in the current frame (NULL rows excluded) */
 } win;
 
-/* First step of a partition: resolve the model and carve the state. */
-static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqlite3_value **argv) {
-  if (argc < 2) {
-    rnn_result_errorf(ctx, "%s(): expected a model and at least one feature", fn);
-    return -1;
-  }
-  rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
-  if (!e) return -1;
+/* First step of a partition: carve the state for e's model (the reference is
+** kept, or released on error) and keep the model argument's name (rule 5). */
+static int win_open(win *w, rnn_entry *e, sqlite3_value *model, const char *fn, rnn_err *err) {
   const rnn_net *net = &e->model->net;
   if (net->dirs != 1) {
     rnn_entry_release(e);
-    rnn_result_errorf(ctx, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
-                   "current one (score whole sequences instead)", fn);
-    return -1;
+    return rnn_err_set(err, "%s(): model is bidirectional: a window or aggregate cannot see the rows after the "
+                       "current one (score whole sequences instead)", fn);
   }
   size_t nst = rnn_state_floats(net);
   size_t total = nst + 2 * (size_t)net->ldo + (size_t)net->n_in;
   w->mem = sqlite3_malloc64(total * sizeof(float));
   if (!w->mem) {
     rnn_entry_release(e);
-    sqlite3_result_error_nomem(ctx);
-    return -1;
+    return rnn_err_nomem(err);
   }
   rnn_state_init(net, &w->st, w->mem);
   w->out = w->mem + nst;
@@ -93,7 +86,20 @@ static int win_open(sqlite3_context *ctx, win *w, const char *fn, int argc, sqli
   w->row = w->outs + net->ldo;
   w->e = e;
   w->net = net;
-  return 0;
+  if (sqlite3_value_type(model) == SQLITE_TEXT) {
+    const unsigned char *z = sqlite3_value_text(model);
+    w->name_len = sqlite3_value_bytes(model);
+    w->name = z ? sqlite3_malloc64((size_t)w->name_len + 1) : NULL;
+    if (!w->name) return rnn_err_nomem(err);
+    memcpy(w->name, z, (size_t)w->name_len);
+  }
+  return SQLITE_OK;
+}
+
+/* Rule 6: the error of a sliding frame over the limit, in xStep and xInverse. */
+static int frame_limit(rnn_err *err, const char *fn) {
+  return rnn_err_set(err, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
+                     "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
 }
 
 /* Rule 5: the model argument stays the same within a partition. */
@@ -111,21 +117,21 @@ static int same_model(const win *w, sqlite3_value *arg) {
   return 0;
 }
 
-static int fifo_push(win *w) {
+static int fifo_push(win *w, const char *fn, rnn_err *err) {
   const int I = w->net->n_in;
-  if (w->dropped) return 0;
+  if (w->dropped) return SQLITE_OK;
   if (w->count == w->cap) {
     int64_t ncap = w->cap ? w->cap * 2 : 64;
     if ((uint64_t)ncap * (uint64_t)I * sizeof(float) > RNN_MAX_FRAME_BYTES) {
-      if (w->sliding) return 1; /* the caller reports the limit */
+      if (w->sliding) return frame_limit(err, fn);
       /* Rule 6: a running frame does not need the FIFO; free it. */
       sqlite3_free(w->fifo);
       w->fifo = NULL;
       w->dropped = 1;
-      return 0;
+      return SQLITE_OK;
     }
     float *nf = sqlite3_malloc64((uint64_t)ncap * (uint64_t)I * sizeof(float));
-    if (!nf) return -1;
+    if (!nf) return rnn_err_nomem(err);
     /* unroll the ring so it starts at 0 */
     for (int64_t i = 0; i < w->count; i++) {
       memcpy(nf + i * I, w->fifo + rnn_ring_at(w->head, i, w->cap) * I, sizeof(float) * (size_t)I);
@@ -137,45 +143,38 @@ static int fifo_push(win *w) {
   }
   memcpy(w->fifo + rnn_ring_at(w->head, w->count, w->cap) * I, w->row, sizeof(float) * (size_t)I);
   w->count++;
-  return 0;
+  return SQLITE_OK;
 }
 
 static void win_step(sqlite3_context *ctx, int argc, sqlite3_value **argv, const char *fn) {
   win *w = sqlite3_aggregate_context(ctx, sizeof(win));
+  rnn_err err = {SQLITE_OK, NULL};
   if (!w) {
     sqlite3_result_error_nomem(ctx);
     return;
   }
   if (!w->e) {
-    if (win_open(ctx, w, fn, argc, argv)) return;
-    if (sqlite3_value_type(argv[0]) == SQLITE_TEXT) {
-      const unsigned char *z = sqlite3_value_text(argv[0]);
-      w->name_len = sqlite3_value_bytes(argv[0]);
-      w->name = z ? sqlite3_malloc64((size_t)w->name_len + 1) : NULL;
-      if (!w->name) {
-        sqlite3_result_error_nomem(ctx);
-        return;
-      }
-      memcpy(w->name, z, (size_t)w->name_len);
+    if (argc < 2) {
+      rnn_result_errorf(ctx, "%s(): expected a model and at least one feature", fn);
+      return;
+    }
+    rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
+    if (!e) return;
+    if (win_open(w, e, argv[0], fn, &err) != SQLITE_OK) {
+      rnn_err_result(ctx, &err);
+      return;
     }
   } else if (!same_model(w, argv[0])) {
     rnn_result_errorf(ctx, "%s(): the model argument changed within a window partition", fn);
     return;
   }
-  rnn_err err = {SQLITE_OK, NULL};
-  int use = rnn_row_read(&err, w->e->model, fn, 1, argc, argv, w->row);
-  if (use < 0) rnn_err_result(ctx, &err);
-  if (use <= 0) return;
-  int rc = fifo_push(w);
-  if (rc < 0) {
-    sqlite3_result_error_nomem(ctx);
+  int use = 0;
+  if (rnn_row_read(&err, w->e->model, fn, 1, argc, argv, w->row, &use) != SQLITE_OK ||
+      (use && fifo_push(w, fn, &err) != SQLITE_OK)) {
+    rnn_err_result(ctx, &err);
     return;
   }
-  if (rc > 0) {
-    rnn_result_errorf(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
-                   "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
-    return;
-  }
+  if (!use) return; /* rule 4 */
   w->rows++;
   w->st_ok = w->out_ok = 0;
   if (!w->sliding) rnn_step(w->net, &w->st, w->row);
@@ -192,8 +191,9 @@ static void win_inverse(sqlite3_context *ctx, int argc, sqlite3_value **argv, co
     if (sqlite3_value_type(argv[i]) == SQLITE_NULL) return; /* rule 4: it was skipped */
   }
   if (w->dropped) {
-    rnn_result_errorf(ctx, "%s(): sliding window frame holds more than %u bytes of inputs: use a shorter frame or "
-                   "ROWS UNBOUNDED PRECEDING", fn, RNN_MAX_FRAME_BYTES);
+    rnn_err err = {SQLITE_OK, NULL};
+    frame_limit(&err, fn);
+    rnn_err_result(ctx, &err);
     return;
   }
   if (w->count == 0) return;

@@ -110,3 +110,120 @@ def test_sequence_errors_keep_their_order():
         "rnn_eval(): sequence is not valid JSON: duplicate key 'a' at byte 12")
     assert error_of(con, "SELECT rnn_eval(?, '[[1, 2], [1, 2]] x')", (m,)) == (
         "rnn_eval(): sequence is not valid JSON: trailing characters after JSON value at byte 17")
+
+
+# ---- the files converted last: eval, tvf, window, state, poll and the bidirectional passes of cells ----------------
+
+CONVERTED = ("eval.c", "tvf.c", "window.c", "state.c", "poll.c", "cells.c", "features.c", "sequence.c")
+REPORTERS = re.compile(r"\b(sqlite3_result_error\w*|rnn_result_errorf|rnn_err_result|rnn_err_vtab)\(")
+
+
+def functions(text):
+    """(return type and name, parameter text, body) of each function defined at the top level of a C file."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(?!typedef|#|\s|/|\*|})([A-Za-z_][\w \*]*?)\b(\w+)\(", lines[i])
+        if not m:
+            i += 1
+            continue
+        head = lines[i]
+        one_line = re.match(r"^[^(]*\((.*?)\)\s*\{(.*)\}\s*$", head)
+        if one_line:  # void rnn_eval_func(...) { fn_eval(c, n, v); }
+            yield (m.group(1).strip(), m.group(2)), one_line.group(1), one_line.group(2)
+            i += 1
+            continue
+        j = i
+        while not head.rstrip().endswith(("{", ";")) and j + 1 < len(lines):
+            j += 1
+            head += " " + lines[j].strip()
+        if not head.rstrip().endswith("{"):
+            i = j + 1
+            continue
+        k = j + 1
+        while k < len(lines) and lines[k] != "}":
+            k += 1
+        params = head[head.index("(") + 1:head.rindex(")")]
+        yield (m.group(1).strip(), m.group(2)), params, "\n".join(lines[j + 1:k])
+        i = k + 1
+
+
+def test_function_parser_sees_every_function():
+    """The checks below rely on functions(): it finds eval.c's functions with their bodies."""
+    text = dict(sources())["eval.c"]
+    found = {name: (ret, params, body) for (ret, name), params, body in functions(text)}
+    assert {"eval_floats", "eval_run", "eval_from", "eval_last", "fn_eval", "rnn_classify_func"} <= set(found)
+    assert found["eval_last"][0] == "static int" and found["eval_last"][1].endswith("rnn_err *err")
+    assert "rnn_seq_read" in found["eval_last"][2] and "fn_eval" in found["rnn_eval_func"][2]
+
+
+def test_converted_files_return_codes():
+    """No -1 / 0 / 1 results for errors or interruption in the files converted last: an error is its SQLite
+    code (rnn_err_set and rnn_err_nomem return it), an interrupted call SQLITE_INTERRUPT from poll.c.
+    window.c's win_compute answers yes/no (is the frame empty), which is no error."""
+    yes_no = {("window.c", "win_compute")}
+    bad = []
+    for name, text in sources():
+        if name not in CONVERTED:
+            continue
+        for (ret, fn), _, body in functions(text):
+            if name == "sequence.c" and fn == "finite_as_f64" or (name, fn) in yes_no:
+                continue
+            if re.search(r"\breturn -1;", body) or (ret.endswith("int") and re.search(r"\breturn 1;", body)):
+                bad.append("%s: %s" % (name, fn))
+    assert not bad, "\n".join(bad)
+
+
+def test_only_callbacks_report():
+    """In every ext/ file but util.c (which defines the reporters), a function that sets an error on a context or
+    into zErrMsg is an SQLite callback: it returns nothing (an SQL function's xFunc/xStep/xValue/xFinal, or a
+    result_* helper making one's result), or it is a virtual table method, which takes the sqlite3_vtab or its
+    cursor and returns the code. Everything below the boundary returns a code with the error in an rnn_err.
+    rnn_resolve is the documented exception (util.h rule 5)."""
+    allowed = {("registry.c", "rnn_resolve")}
+    bad = []
+    for name, text in sources():
+        if not name.endswith(".c") or name == "util.c":
+            continue
+        for (ret, fn), params, body in functions(text):
+            if not REPORTERS.search(body) or (name, fn) in allowed:
+                continue
+            vtab = re.match(r"\s*(sqlite3_vtab|sqlite3_vtab_cursor) \*", params) and ret.endswith("int")
+            if ret.endswith("void") and "sqlite3_context *" in params or vtab:
+                continue
+            bad.append("%s: %s %s(%s)" % (name, ret, fn, params))
+    assert not bad, "\n".join(bad)
+
+
+def test_zerrmsg_set_only_by_rnn_err_vtab():
+    """A virtual table's message goes through rnn_err_vtab (util.c), as every function's goes through rnn_err_set."""
+    bad = ["%s: %s" % (name, line.strip()) for name, text in sources() if name != "util.c"
+           for line in text.splitlines() if re.search(r"->zErrMsg\s*=[^=]", line)]
+    assert not bad, "\n".join(bad)
+
+
+def test_interruption_is_a_code():
+    """The bidirectional passes hand back the tick's code (poll.c's: SQLITE_INTERRUPT), not a bare 1; poll.c's
+    own reporters are gone (the callers report the rnn_err rnn_poll_err fills)."""
+    text = dict(sources())
+    assert "typedef int (*rnn_tick)(void *arg);" in text["cells.h"]
+    assert not re.search(r"tick\(arg\)\) return 1;", text["cells.c"])
+    for name, body in text.items():
+        assert not re.search(r"\brnn_poll_(result|vtab)\b", body), name
+    assert re.search(r"int rnn_poll_err\(const rnn_poll \*p, rnn_err \*err\);", text["poll.h"])
+
+
+def test_stopped_call_reports_sqlite_interrupt():
+    """Every long call stopped by a progress handler fails with SQLite's own code and text, whatever reports it
+    (a function's context or a virtual table's xFilter / xNext)."""
+    import sqlite3
+    from test_longcalls import progress_cases, stop_at_call
+    for label, sql, params in progress_cases():
+        con = connect()
+        stop_at_call(con, 200)
+        try:
+            con.execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            assert (str(e), e.sqlite_errorcode, e.sqlite_errorname) == ("interrupted", 9, "SQLITE_INTERRUPT"), label
+        else:
+            raise AssertionError("no error: " + label)
