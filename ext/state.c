@@ -98,10 +98,24 @@ void rnn_result_state(sqlite3_context *ctx, rnn_entry *e, const rnn_state *st) {
   sqlite3_result_blob64(ctx, b, n, sqlite3_free);
 }
 
+/* The state argument argv[1] of model e, read into st over a block of the
+** state's floats plus `extra` scratch floats (*mem, the caller frees it). */
+static int open_state(rnn_err *err, rnn_entry *e, sqlite3_value **argv, const char *fn, size_t extra,
+                      rnn_state *st, float **mem) {
+  const rnn_net *net = &e->model->net;
+  if (rnn_state_usable(err, e, fn) != SQLITE_OK) return err->rc;
+  *mem = sqlite3_malloc64((rnn_state_floats(net) + extra) * sizeof(float));
+  if (!*mem) return rnn_err_nomem(err);
+  rnn_state_init(net, st, *mem);
+  return rnn_state_read(err, e, argv[1], fn, 2, st);
+}
+
 static void fn_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "rnn_step";
   rnn_err err = {SQLITE_OK, NULL};
   float *mem = NULL;
+  rnn_state st;
+  int use;
   if (argc < 3) {
     rnn_result_errorf(ctx, "%s(): expected a model, a state and at least one feature", fn);
     return;
@@ -109,23 +123,14 @@ static void fn_step(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
   if (!e) return;
   const rnn_net *net = &e->model->net;
-  rnn_state st;
-  size_t nst = rnn_state_floats(net);
-  if (rnn_state_usable(&err, e, fn) != SQLITE_OK) goto done;
-  mem = sqlite3_malloc64((nst + (size_t)net->n_in) * sizeof(float));
-  if (!mem) {
-    rnn_err_nomem(&err);
-    goto done;
-  }
-  rnn_state_init(net, &st, mem);
-  if (rnn_state_read(&err, e, argv[1], fn, 2, &st) != SQLITE_OK) goto done;
-  int use;
-  if (rnn_row_read(&err, e->model, fn, 2, argc, argv, mem + nst, &use) != SQLITE_OK) goto done;
+  if (open_state(&err, e, argv, fn, (size_t)net->n_in, &st, &mem) != SQLITE_OK) goto done;
+  float *row = mem + rnn_state_floats(net);
+  if (rnn_row_read(&err, e->model, fn, 2, argc, argv, row, &use) != SQLITE_OK) goto done;
   if (!use) {
     sqlite3_result_value(ctx, argv[1]); /* rule 3 */
     goto done;
   }
-  rnn_step(net, &st, mem + nst);
+  rnn_step(net, &st, row);
   rnn_result_state(ctx, e, &st);
 done:
   rnn_err_result(ctx, &err);
@@ -137,23 +142,16 @@ static void fn_output(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   static const char fn[] = "rnn_output";
   rnn_err err = {SQLITE_OK, NULL};
   float *mem = NULL;
+  rnn_state st;
   (void)argc;
   rnn_entry *e = rnn_resolve(ctx, argv[0], fn);
   if (!e) return;
   const rnn_net *net = &e->model->net;
-  rnn_state st;
-  size_t nst = rnn_state_floats(net);
-  if (rnn_state_usable(&err, e, fn) != SQLITE_OK) goto done;
-  mem = sqlite3_malloc64((nst + 2 * (size_t)net->ldo) * sizeof(float));
-  if (!mem) {
-    rnn_err_nomem(&err);
-    goto done;
-  }
-  rnn_state_init(net, &st, mem);
-  if (rnn_state_read(&err, e, argv[1], fn, 2, &st) != SQLITE_OK) goto done;
+  if (open_state(&err, e, argv, fn, 2 * (size_t)net->ldo, &st, &mem) != SQLITE_OK) goto done;
   if (st.steps == 0) goto done; /* rule 2: NULL */
-  rnn_output(net, &st, mem + nst, mem + nst + net->ldo);
-  rnn_result_output_named(ctx, mem + nst, net->n_out, e->model->output_names);
+  float *out = mem + rnn_state_floats(net);
+  rnn_output(net, &st, out, out + net->ldo);
+  rnn_result_output_named(ctx, out, net->n_out, e->model->output_names);
 done:
   rnn_err_result(ctx, &err);
   sqlite3_free(mem);
