@@ -1,5 +1,7 @@
 /*
-** poll.c: stopping a long call when the connection asks it to.
+** poll.c: the guards of a long call, in SQLite terms for cells.c (which has
+** none): stopping when the connection asks it to (rules 1-4), and refusing a
+** bidirectional pass whose working memory would pass its limit (rule 5).
 **
 ** A single rnn_eval() over a long sequence runs inside one VDBE instruction, so
 ** neither sqlite3_interrupt() nor a progress handler can reach it: SQLite checks
