@@ -66,7 +66,8 @@ sanitize: check-python rnn.so build/test_kernels build/asan/rnn.so
 # every statement each connection executes (parameters expanded); build/vg_replay
 # (a plain C host) replays them in order, each connection loading ./rnn.so.
 VG_TESTS = tests/test_errors.py tests/test_window.py tests/test_cache.py tests/test_eval.py \
-           tests/test_sequences.py tests/test_api.py tests/test_conformance.py tests/test_demo.py
+           tests/test_sequences.py tests/test_api.py tests/test_conformance.py tests/test_demo.py \
+           tests/test_state.py tests/test_readout.py tests/test_metadata.py tests/test_messages.py
 VALGRIND = valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
            --show-leak-kinds=definite --quiet
 
