@@ -163,9 +163,15 @@ def test_info_shows_readout():
 
 
 def test_torch_random():
-    """Random bidirectional models of both readouts, 1000 random sequences in all, against torch."""
+    """Random bidirectional models of both readouts, 1000 random sequences in all, against torch. Freshly
+    drawn each run (the seed is in each case's label), so the cases run inside this one test (tests/conftest.py:
+    a test that returns an iterator of cases)."""
     if not have_torch():
         raise Skip("torch not installed")
+    return _torch_random_cases()
+
+
+def _torch_random_cases():
     import torch
     import gen_readout as g
     torch.set_num_threads(1)
