@@ -14,8 +14,9 @@
 **  1. Safety: the table is the user's, so the module declares
 **     SQLITE_VTAB_DIRECTONLY (no use from a schema's views or triggers), reads
 **     only through SELECT statements it builds itself with every name quoted as
-**     an identifier (%w: no SQL can come in through a name), and checks each is
-**     read-only. SQLite's own error names a missing table or column.
+**     an identifier (in backquotes, never double quotes, which SQLite reads as
+**     a string when no column matches; no SQL can come in through a name), and
+**     checks each is read-only. SQLite's own error names a missing table or column.
 **  2. Series run in lockstep: up to SCAN_B at once, one product over all of
 **     them per layer and step (kernel gemm_t: each row gets the bits gemv_t
 **     gives it alone, so results equal rnn_step's). When a series ends, its
@@ -195,20 +196,48 @@ static int arg_name(sqlite3_value *v, int arg, const char **out, rnn_err *err) {
   return *out ? SQLITE_OK : rnn_err_nomem(err);
 }
 
+/* Rule 1: name as an identifier in backquotes, a backquote doubled. Not "%w":
+** SQLite reads a double-quoted name that matches no column as a string
+** literal, so a misspelt column would silently be a constant. */
+static void append_name(sqlite3_str *s, const char *name) {
+  sqlite3_str_appendchar(s, 1, '`');
+  for (const char *p = name; *p; p++) {
+    if (*p == '`') sqlite3_str_appendchar(s, 1, '`');
+    sqlite3_str_appendchar(s, 1, *p);
+  }
+  sqlite3_str_appendchar(s, 1, '`');
+}
+
+/* Appends text, then name i of name[] for each %N in fmt (the only directive). */
+static void append_sql(sqlite3_str *s, const char *fmt, const char *const *name, const int *which) {
+  for (const char *p = fmt; *p; p++) {
+    if (p[0] == '%' && p[1] == 'N') {
+      append_name(s, name[*which++]);
+      p++;
+    } else {
+      sqlite3_str_appendchar(s, 1, *p);
+    }
+  }
+}
+
 /* Rules 1 and 3: the key statement and one series statement per slot. */
 static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_err *err) {
   const char *name[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
   for (int a = 1; a < SCAN_FIXED_ARGS + c->nf; a++) {
     if (arg_name(argv[a], a + 1, &name[a], err) != SQLITE_OK) return err->rc;
   }
+  static const int keys[] = {2, 1}, head[] = {3}, tail[] = {1, 2, 3};
   sqlite3_str *s = sqlite3_str_new(db);
-  sqlite3_str_appendf(s, "SELECT DISTINCT \"%w\" FROM \"%w\" ORDER BY 1", name[2], name[1]);
+  append_sql(s, "SELECT DISTINCT %N FROM %N ORDER BY 1", name, keys);
   if (prepare_read(db, s, &c->keys, err) != SQLITE_OK) return err->rc;
   for (int k = 0; k < SCAN_B; k++) {
     s = sqlite3_str_new(db);
-    sqlite3_str_appendf(s, "SELECT \"%w\"", name[3]);
-    for (int f = 0; f < c->nf; f++) sqlite3_str_appendf(s, ", \"%w\"", name[SCAN_FIXED_ARGS + f]);
-    sqlite3_str_appendf(s, " FROM \"%w\" WHERE \"%w\" IS ?1 ORDER BY \"%w\"", name[1], name[2], name[3]);
+    append_sql(s, "SELECT %N", name, head);
+    for (int f = 0; f < c->nf; f++) {
+      sqlite3_str_appendall(s, ", ");
+      append_name(s, name[SCAN_FIXED_ARGS + f]);
+    }
+    append_sql(s, " FROM %N WHERE %N IS ?1 ORDER BY %N", name, tail);
     if (prepare_read(db, s, &c->slot[k].rows, err) != SQLITE_OK) return err->rc;
   }
   return SQLITE_OK;
