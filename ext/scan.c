@@ -17,33 +17,45 @@
 **     an identifier (in backquotes, never double quotes, which SQLite reads as
 **     a string when no column matches; no SQL can come in through a name), and
 **     checks each is read-only. SQLite's own error names a missing table or column.
-**  2. Series run in lockstep: up to SCAN_B at once, one product over all of
-**     them per layer and step (kernel gemm_t: each row gets the bits gemv_t
-**     gives it alone, so results equal rnn_step's). When a series ends, its
-**     slot takes the next key, so the batch stays full until keys run out.
-**  3. Memory is bounded by SCAN_B and the model, not by the row count: each
-**     slot reads its series through its own statement (WHERE key IS ?1 ORDER
-**     BY order), the keys come from SELECT DISTINCT key ORDER BY key. An index
-**     on (key, order) makes each of those a range scan; without it, each series
-**     scans the table (slow: README says so).
-**  4. Rows come out round by round (one row of each running series per
-**     round), not in (key, order) order: sorting would need a whole series
-**     buffered. ORDER BY key, ord sorts them when that matters.
+**  2. Series run in lockstep: groups of SCAN_B slots, one product over a
+**     group's rows per layer and step (kernel gemm_t: each row gets the bits
+**     gemv_t gives it alone, so results equal rnn_step's). When a series ends,
+**     its slot takes the next key, so the groups stay full until keys run out.
+**  3. Memory is bounded by the slots, SCAN_S and the model, not by the row
+**     count: each slot reads its series through its own statement (WHERE key
+**     IS ?1 ORDER BY order), the keys come from SELECT DISTINCT key ORDER BY
+**     key. An index on (key, order) makes each of those a range scan; without
+**     it, each series scans the table (slow: README says so).
+**  4. Work goes in blocks: the cursor's thread reads SCAN_S rounds (one row of
+**     every slot per round), then each group computes its slots' rounds on its
+**     own thread (the cursor's thread takes group 0), then the block's rows are
+**     returned round by round, not in (key, order) order: sorting would need a
+**     whole series buffered (ORDER BY key, ord sorts them). A slot stays in its
+**     group and a series' rows are computed by the same operations whatever
+**     the number of threads, so results do not depend on it. Threads: the
+**     environment variable SQLITE_RNN_THREADS (1..SCAN_MAX_GROUPS) when set,
+**     else the online CPUs, at most SCAN_MAX_GROUPS; they live from xFilter to
+**     the cursor's reset and share nothing but the cursor's block.
 **  5. As the window function: a row with a NULL feature takes no step and gets
 **     the output of the rows before it (NULL before any); features are checked
 **     by rnn_row_read (features.c); bidirectional models are refused.
 **  6. Two rows of one series with equal order values (peers, for which the
 **     default window frame shares one output) are an error: numbers compare by
 **     value, TEXT and BLOB by bytes, two NULLs are equal.
-**  7. One thread. Errors of the statements reading the table (interrupts
-**     included) stop the scan with their code.
+**  7. Errors of the statements reading the table (interrupts included) stop
+**     the scan with their code. Only the cursor's thread calls SQLite.
 */
 #include "sequence.h"
 #include "functions.h"
 SQLITE_EXTENSION_INIT3
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define SCAN_B 16            /* series in lockstep */
+#define SCAN_B 16            /* series in lockstep in one group */
+#define SCAN_S 64            /* rounds per block */
+#define SCAN_MAX_GROUPS 8    /* groups, one thread each */
 #define SCAN_MAX_FEATURES 32 /* feature columns one call can name */
 
 enum { C_KEY, C_ORD, C_OUTPUT, C_MODEL, C_TABLE, C_KEYCOL, C_ORDCOL, C_F1 };
@@ -57,30 +69,63 @@ typedef struct scan_vtab {
 
 typedef struct scan_slot {
   sqlite3_stmt *rows;   /* this slot's series, ordered; owned */
-  sqlite3_value *key;   /* the series' key; owned */
-  sqlite3_value *ord;   /* the current row's order value; owned */
-  rnn_state st;         /* carved from the cursor's block */
-  float *x;             /* [I] the row's raw features */
-  float *out;           /* [ldo] the row's output */
+  sqlite3_value *key;   /* the series' key; owned (retired into the block when replaced) */
+  sqlite3_value *prev;  /* the order value of the series' last row read (rule 6); owned */
+  rnn_state st;         /* carved from the cursor's block; only its group's thread steps it */
   int live;             /* reading a series */
-  int has_row;          /* a row this round */
-  int use;              /* the row took a step (no NULL feature) */
 } scan_slot;
 
-typedef struct scan_cursor {
+/* One row of the block: [round][slot]. */
+typedef struct scan_row {
+  sqlite3_value *key;   /* borrowed: the slot's key or one retired into the block */
+  sqlite3_value *ord;   /* owned */
+  unsigned char has;    /* the slot had a row this round */
+  unsigned char use;    /* it takes a step (no NULL feature) */
+  unsigned char fresh;  /* its series starts here: zero the state first */
+  unsigned char out_ok; /* an output exists (a step was taken) */
+} scan_row;
+
+/* A group's scratch for its batched products. */
+typedef struct scan_group {
+  float *xm, *g, *gh, *pm; /* [B][ldx] layer inputs and h; [B][ldg] gates twice; [B][ldp] projections */
+} scan_group;
+
+typedef struct scan_cursor scan_cursor;
+typedef struct scan_worker {
+  scan_cursor *c;
+  int group;
+  pthread_t th;
+} scan_worker;
+
+struct scan_cursor {
   sqlite3_vtab_cursor base;
   rnn_entry *e;         /* model reference; owned */
   sqlite3_stmt *keys;   /* SELECT DISTINCT key; owned */
   int keys_done;
   int nf;               /* feature columns */
-  scan_slot slot[SCAN_B];
-  float *mem;           /* one block for the states and the batch matrices; owned */
-  float *xm, *g, *gh, *pm; /* [B][ldx] layer inputs and h; [B][ldg] gates twice; [B][ldp] projections */
+  int groups, nslot;    /* nslot = groups * SCAN_B */
+  scan_slot *slot;      /* [nslot]; owned */
+  scan_row *row;        /* [SCAN_S][nslot]; owned */
+  float *xs, *outs;     /* [SCAN_S][nslot][I] raw features, [SCAN_S][nslot][ldo] outputs; in mem */
+  sqlite3_value **retired; /* keys replaced during the block; owned */
+  int nretired;
+  scan_group grp[SCAN_MAX_GROUPS];
+  float *mem;           /* one block for states, features, outputs and scratch; owned */
   int ldx;
-  int cur;              /* slot of the current row */
+  int nr;               /* rounds in the block */
+  int r, k;             /* the current row */
   int eof;
   int64_t rowid;
-} scan_cursor;
+  /* rule 4: workers 1..groups-1; started counts those running */
+  scan_worker worker[SCAN_MAX_GROUPS];
+  int started;
+  int sync_ok;          /* mu and the conditions are initialised */
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  unsigned gen;         /* bumped for each block to compute */
+  int pending;          /* workers still computing the block */
+  int quit;
+};
 
 static int scan_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **pp, char **err) {
   (void)argc;
@@ -152,26 +197,6 @@ static int scan_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
   return SQLITE_OK;
 }
 
-static void scan_reset(scan_cursor *c) {
-  rnn_entry_release(c->e);
-  sqlite3_finalize(c->keys);
-  for (int s = 0; s < SCAN_B; s++) {
-    sqlite3_finalize(c->slot[s].rows);
-    sqlite3_value_free(c->slot[s].key);
-    sqlite3_value_free(c->slot[s].ord);
-  }
-  sqlite3_free(c->mem);
-  sqlite3_vtab_cursor base = c->base;
-  memset(c, 0, sizeof(*c));
-  c->base = base;
-}
-
-static int scan_close(sqlite3_vtab_cursor *p) {
-  scan_reset((scan_cursor *)p);
-  sqlite3_free(p);
-  return SQLITE_OK;
-}
-
 /* Rule 1: a statement over the user's table, read-only. */
 static int prepare_read(sqlite3 *db, sqlite3_str *s, sqlite3_stmt **out, rnn_err *err) {
   char *sql = sqlite3_str_finish(s);
@@ -230,7 +255,7 @@ static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_e
   sqlite3_str *s = sqlite3_str_new(db);
   append_sql(s, "SELECT DISTINCT %N FROM %N ORDER BY 1", name, keys);
   if (prepare_read(db, s, &c->keys, err) != SQLITE_OK) return err->rc;
-  for (int k = 0; k < SCAN_B; k++) {
+  for (int k = 0; k < c->nslot; k++) {
     s = sqlite3_str_new(db);
     append_sql(s, "SELECT %N", name, head);
     for (int f = 0; f < c->nf; f++) {
@@ -243,27 +268,42 @@ static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_e
   return SQLITE_OK;
 }
 
+
 static int imax(int a, int b) { return a > b ? a : b; }
 
-/* One block: SCAN_B states, rows and outputs, and the batch matrices. */
+/* Rule 4: the number of groups. */
+static int scan_groups(void) {
+  const char *z = getenv("SQLITE_RNN_THREADS");
+  long n = z && *z ? strtol(z, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > SCAN_MAX_GROUPS ? SCAN_MAX_GROUPS : (int)n;
+}
+
+/* The slots, the block and every group's scratch: sizes from the model and
+** the groups only (rule 3). */
 static int scan_alloc(scan_cursor *c, rnn_err *err) {
   const rnn_net *n = &c->e->model->net;
-  size_t nst = rnn_state_floats(n);
+  const size_t nst = rnn_state_floats(n), ns = (size_t)c->nslot, rows = (size_t)SCAN_S * ns;
   c->ldx = imax(n->n_in, n->hout) + n->hout;
-  size_t per = nst + (size_t)n->n_in + (size_t)n->ldo + (size_t)c->ldx + 2 * (size_t)n->ldg + (size_t)n->ldp;
-  c->mem = sqlite3_malloc64((uint64_t)SCAN_B * per * sizeof(float));
-  if (!c->mem) return rnn_err_nomem(err);
-  memset(c->mem, 0, (size_t)SCAN_B * per * sizeof(float));
+  size_t scratch = (size_t)SCAN_B * ((size_t)c->ldx + 2 * (size_t)n->ldg + (size_t)n->ldp);
+  size_t floats = ns * nst + rows * ((size_t)n->n_in + (size_t)n->ldo) + (size_t)c->groups * scratch;
+  c->slot = sqlite3_malloc64(ns * sizeof(scan_slot));
+  c->row = sqlite3_malloc64(rows * sizeof(scan_row));
+  c->retired = sqlite3_malloc64((rows + ns) * sizeof(sqlite3_value *));
+  c->mem = sqlite3_malloc64(floats * sizeof(float));
+  if (!c->slot || !c->row || !c->retired || !c->mem) return rnn_err_nomem(err);
+  memset(c->slot, 0, ns * sizeof(scan_slot));
+  memset(c->row, 0, rows * sizeof(scan_row));
+  memset(c->mem, 0, floats * sizeof(float));
   float *m = c->mem;
-  c->xm = m;
-  c->g = c->xm + (size_t)SCAN_B * c->ldx;
-  c->gh = c->g + (size_t)SCAN_B * n->ldg;
-  c->pm = c->gh + (size_t)SCAN_B * n->ldg;
-  m = c->pm + (size_t)SCAN_B * n->ldp;
-  for (int k = 0; k < SCAN_B; k++, m += nst + (size_t)n->n_in + (size_t)n->ldo) {
-    rnn_state_init(n, &c->slot[k].st, m);
-    c->slot[k].x = m + nst;
-    c->slot[k].out = m + nst + n->n_in;
+  for (int k = 0; k < c->nslot; k++, m += nst) rnn_state_init(n, &c->slot[k].st, m);
+  c->xs = m;
+  c->outs = c->xs + rows * (size_t)n->n_in;
+  m = c->outs + rows * (size_t)n->ldo;
+  for (int g = 0; g < c->groups; g++, m += scratch) {
+    c->grp[g].xm = m;
+    c->grp[g].g = m + (size_t)SCAN_B * c->ldx;
+    c->grp[g].gh = c->grp[g].g + (size_t)SCAN_B * n->ldg;
+    c->grp[g].pm = c->grp[g].gh + (size_t)SCAN_B * n->ldg;
   }
   return SQLITE_OK;
 }
@@ -293,8 +333,9 @@ static int same_order(sqlite3_value *a, sqlite3_value *b) {
   return la == lb && (la == 0 || (pa && pb && memcmp(pa, pb, (size_t)la) == 0));
 }
 
-/* Slot k's series: the next key, its statement bound and its state zeroed.
-** *got is 0 when the keys ran out. */
+
+/* Slot sl's next series: the next key, its statement bound. *got is 0 when
+** the keys ran out. The old key may be a row's of this block: it is retired. */
 static int next_series(scan_cursor *c, sqlite3 *db, scan_slot *sl, int *got, rnn_err *err) {
   *got = 0;
   if (c->keys_done) return SQLITE_OK;
@@ -304,28 +345,29 @@ static int next_series(scan_cursor *c, sqlite3 *db, scan_slot *sl, int *got, rnn
     return SQLITE_OK;
   }
   if (rc != SQLITE_ROW) return read_error(db, rc, err);
-  sqlite3_value_free(sl->key);
-  sqlite3_value_free(sl->ord);
-  sl->ord = NULL;
+  if (sl->key) c->retired[c->nretired++] = sl->key;
+  sqlite3_value_free(sl->prev);
+  sl->prev = NULL;
   sl->key = sqlite3_value_dup(sqlite3_column_value(c->keys, 0));
   if (!sl->key) return rnn_err_nomem(err);
   sqlite3_reset(sl->rows);
   if ((rc = sqlite3_bind_value(sl->rows, 1, sl->key)) != SQLITE_OK) return read_error(db, rc, err);
-  rnn_state_reset(&c->e->model->net, &sl->st);
   sl->live = 1;
   *got = 1;
   return SQLITE_OK;
 }
 
-/* The slot's next row: its order value, features and whether it steps. */
-static int slot_read(scan_cursor *c, sqlite3 *db, scan_slot *sl, rnn_err *err) {
-  sl->has_row = 0;
-  int rc;
+/* Slot sl's next row into row and x: its order value, features, whether it
+** steps and whether its series starts there. */
+static int slot_read(scan_cursor *c, sqlite3 *db, scan_slot *sl, scan_row *row, float *x, rnn_err *err) {
+  int rc, fresh = 0;
+  row->has = 0;
   for (;;) {
     if (!sl->live) {
       int got;
       if (next_series(c, db, sl, &got, err) != SQLITE_OK) return err->rc;
       if (!got) return SQLITE_OK;
+      fresh = 1;
     }
     rc = sqlite3_step(sl->rows);
     if (rc == SQLITE_ROW) break;
@@ -333,25 +375,32 @@ static int slot_read(scan_cursor *c, sqlite3 *db, scan_slot *sl, rnn_err *err) {
     sl->live = 0;
   }
   sqlite3_value *o = sqlite3_column_value(sl->rows, 0);
-  if (sl->ord && same_order(sl->ord, o)) {
+  if (sl->prev && same_order(sl->prev, o)) {
     const char *k = (const char *)sqlite3_value_text(sl->key);
     return rnn_err_set(err, "rnn_scan(): two rows of the series with key %.40U have the same order value: the order "
                        "column must be unique within a series", k ? k : "NULL", -1);
   }
-  sqlite3_value_free(sl->ord);
-  if (!(sl->ord = sqlite3_value_dup(o))) return rnn_err_nomem(err);
+  sqlite3_value_free(sl->prev);
+  sl->prev = sqlite3_value_dup(o);
+  row->ord = sqlite3_value_dup(o);
+  if (!sl->prev || !row->ord) return rnn_err_nomem(err);
   sqlite3_value *fv[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
   for (int f = 0; f < c->nf; f++) fv[SCAN_FIXED_ARGS + f] = sqlite3_column_value(sl->rows, 1 + f);
-  if (rnn_row_read(err, c->e->model, "rnn_scan", SCAN_FIXED_ARGS, SCAN_FIXED_ARGS + c->nf, fv, sl->x, &sl->use))
+  int use = 0;
+  if (rnn_row_read(err, c->e->model, "rnn_scan", SCAN_FIXED_ARGS, SCAN_FIXED_ARGS + c->nf, fv, x, &use)) {
     return err->rc;
-  sl->has_row = 1;
+  }
+  row->key = sl->key;
+  row->use = (unsigned char)use;
+  row->fresh = (unsigned char)fresh;
+  row->has = 1;
   return SQLITE_OK;
 }
 
 /* The pointwise part of a cell for batch row b (cells.c's cell_step after its products). */
-static void cell_finish(const rnn_net *n, const rnn_dir *d, scan_cursor *c, int b, float *h, float *cc) {
+static void cell_finish(const rnn_net *n, const rnn_dir *d, scan_group *gr, int b, float *h, float *cc) {
   const int H = n->hidden;
-  float *g = c->g + (size_t)b * n->ldg, *gh = c->gh + (size_t)b * n->ldg;
+  float *g = gr->g + (size_t)b * n->ldg, *gh = gr->gh + (size_t)b * n->ldg;
   switch (n->cell) {
     case CELL_RNN_TANH:
       n->k->tanh(g, H);
@@ -366,19 +415,34 @@ static void cell_finish(const rnn_net *n, const rnn_dir *d, scan_cursor *c, int 
   }
 }
 
-/* One step of the rows at[0..nb): rnn_step for each, the products batched (rule 2). */
-static void batch_step(scan_cursor *c, scan_slot **at, int nb) {
-  const rnn_net *n = &c->e->model->net;
-  const int H = n->hidden, hout = n->hout, ldx = c->ldx, ldg = n->ldg, ldp = n->ldp;
+/* Layer l's gates for the nb rows in gr->xm (cat(input, h) each): the
+** products batched (rule 2), as cells.c's cell_step does them one by one. */
+static void layer_products(const rnn_net *n, const rnn_dir *d, int in, scan_group *gr, int ldx, int nb) {
+  const int hout = n->hout, ldg = n->ldg;
+  if (n->cell == CELL_GRU) {
+    for (int b = 0; b < nb; b++) memcpy(gr->g + (size_t)b * ldg, d->bih, sizeof(float) * (size_t)ldg);
+    for (int b = 0; b < nb; b++) memcpy(gr->gh + (size_t)b * ldg, d->bhh, sizeof(float) * (size_t)ldg);
+    n->k->gemm_t(gr->g, ldg, d->wih, ldg, gr->xm, ldx, in, ldg, nb);
+    n->k->gemm_t(gr->gh, ldg, d->whh, ldg, gr->xm + in, ldx, hout, ldg, nb);
+  } else {
+    for (int b = 0; b < nb; b++) memcpy(gr->g + (size_t)b * ldg, d->bsum, sizeof(float) * (size_t)ldg);
+    n->k->gemm_t(gr->g, ldg, d->wih, ldg, gr->xm, ldx, in + hout, ldg, nb);
+  }
+}
+
+/* One step of the states st[0..nb) with raw features x[0..nb): rnn_step for
+** each, bit for bit. */
+static void batch_step(const rnn_net *n, scan_group *gr, int ldx, rnn_state **st, const float **x, int nb) {
+  const int H = n->hidden, hout = n->hout, ldp = n->ldp;
   if (n->cell == CELL_SEED) {
-    for (int b = 0; b < nb; b++) rnn_step(n, &at[b]->st, at[b]->x);
+    for (int b = 0; b < nb; b++) rnn_step(n, st[b], x[b]);
     return;
   }
   for (int b = 0; b < nb; b++) {
-    at[b]->st.steps++;
-    float *row = c->xm + (size_t)b * ldx;
+    st[b]->steps++;
+    float *row = gr->xm + (size_t)b * ldx;
     for (int i = 0; i < n->n_in; i++) { /* standardised as cells.c does */
-      float v = at[b]->x[i];
+      float v = x[b][i];
       if (n->in_mean) v = v - n->in_mean[i];
       if (n->in_std) v = v / n->in_std[i];
       row[i] = v;
@@ -388,51 +452,189 @@ static void batch_step(scan_cursor *c, scan_slot **at, int nb) {
     const rnn_dir *d = &n->layer[l].dir[0];
     const int in = n->layer[l].in;
     for (int b = 0; b < nb; b++) {
-      float *row = c->xm + (size_t)b * ldx;
-      if (l > 0) memcpy(row, at[b]->st.h + (size_t)(l - 1) * hout, sizeof(float) * (size_t)in);
-      memcpy(row + in, at[b]->st.h + (size_t)l * hout, sizeof(float) * (size_t)hout);
+      float *row = gr->xm + (size_t)b * ldx;
+      if (l > 0) memcpy(row, st[b]->h + (size_t)(l - 1) * hout, sizeof(float) * (size_t)in);
+      memcpy(row + in, st[b]->h + (size_t)l * hout, sizeof(float) * (size_t)hout);
     }
-    if (n->cell == CELL_GRU) {
-      for (int b = 0; b < nb; b++) memcpy(c->g + (size_t)b * ldg, d->bih, sizeof(float) * (size_t)ldg);
-      for (int b = 0; b < nb; b++) memcpy(c->gh + (size_t)b * ldg, d->bhh, sizeof(float) * (size_t)ldg);
-      n->k->gemm_t(c->g, ldg, d->wih, ldg, c->xm, ldx, in, ldg, nb);
-      n->k->gemm_t(c->gh, ldg, d->whh, ldg, c->xm + in, ldx, hout, ldg, nb);
-    } else {
-      for (int b = 0; b < nb; b++) memcpy(c->g + (size_t)b * ldg, d->bsum, sizeof(float) * (size_t)ldg);
-      n->k->gemm_t(c->g, ldg, d->wih, ldg, c->xm, ldx, in + hout, ldg, nb);
-    }
-    for (int b = 0; b < nb; b++) {
-      cell_finish(n, d, c, b, at[b]->st.h + (size_t)l * hout, at[b]->st.c + (size_t)l * H);
-    }
+    layer_products(n, d, in, gr, ldx, nb);
+    for (int b = 0; b < nb; b++) cell_finish(n, d, gr, b, st[b]->h + (size_t)l * hout, st[b]->c + (size_t)l * H);
     if (n->cell == CELL_LSTM && d->whr) {
-      memset(c->pm, 0, sizeof(float) * (size_t)nb * (size_t)ldp);
-      n->k->gemm_t(c->pm, ldp, d->whr, ldp, c->gh, ldg, H, ldp, nb);
+      memset(gr->pm, 0, sizeof(float) * (size_t)nb * (size_t)ldp);
+      n->k->gemm_t(gr->pm, ldp, d->whr, ldp, gr->gh, n->ldg, H, ldp, nb);
       for (int b = 0; b < nb; b++) {
-        memcpy(at[b]->st.h + (size_t)l * hout, c->pm + (size_t)b * ldp, sizeof(float) * (size_t)hout);
+        memcpy(st[b]->h + (size_t)l * hout, gr->pm + (size_t)b * ldp, sizeof(float) * (size_t)hout);
       }
     }
   }
 }
 
-/* One round (rule 4): the next row of every slot, one batched step, the
-** outputs. Sets eof when no slot has a row. */
-static int scan_round(scan_cursor *c, sqlite3 *db, rnn_err *err) {
+/* Group g's rows of every round of the block: no SQLite calls (rule 7). */
+static void group_compute(scan_cursor *c, int g) {
   const rnn_net *n = &c->e->model->net;
-  scan_slot *at[SCAN_B];
-  int nb = 0;
-  for (int k = 0; k < SCAN_B; k++) {
-    if (slot_read(c, db, &c->slot[k], err) != SQLITE_OK) return err->rc;
-    if (c->slot[k].has_row && c->slot[k].use) at[nb++] = &c->slot[k];
+  const int I = n->n_in, ns = c->nslot;
+  for (int r = 0; r < c->nr; r++) {
+    rnn_state *st[SCAN_B];
+    const float *x[SCAN_B];
+    int nb = 0;
+    for (int k = g * SCAN_B; k < (g + 1) * SCAN_B; k++) {
+      scan_row *row = &c->row[(size_t)r * ns + k];
+      if (!row->has) continue;
+      if (row->fresh) rnn_state_reset(n, &c->slot[k].st);
+      if (!row->use) continue;
+      st[nb] = &c->slot[k].st;
+      x[nb++] = c->xs + ((size_t)r * ns + k) * I;
+    }
+    if (nb) batch_step(n, &c->grp[g], c->ldx, st, x, nb);
+    for (int k = g * SCAN_B; k < (g + 1) * SCAN_B; k++) {
+      scan_row *row = &c->row[(size_t)r * ns + k];
+      if (!row->has) continue;
+      row->out_ok = c->slot[k].st.steps > 0;
+      if (row->out_ok) rnn_output(n, &c->slot[k].st, c->outs + ((size_t)r * ns + k) * n->ldo, c->grp[g].g);
+    }
   }
-  if (nb) batch_step(c, at, nb);
-  c->cur = -1;
-  for (int k = SCAN_B - 1; k >= 0; k--) {
-    scan_slot *sl = &c->slot[k];
-    if (!sl->has_row) continue;
-    c->cur = k;
-    if (sl->st.steps) rnn_output(n, &sl->st, sl->out, c->g); /* c->g: ldg >= ldo floats of scratch */
+}
+
+/* A worker: computes its group of each block it is woken for (rule 4). */
+static void *worker_main(void *arg) {
+  scan_worker *w = arg;
+  scan_cursor *c = w->c;
+  unsigned seen = 0;
+  pthread_mutex_lock(&c->mu);
+  for (;;) {
+    while (c->gen == seen && !c->quit) pthread_cond_wait(&c->go, &c->mu);
+    if (c->quit) break;
+    seen = c->gen;
+    pthread_mutex_unlock(&c->mu);
+    group_compute(c, w->group);
+    pthread_mutex_lock(&c->mu);
+    if (--c->pending == 0) pthread_cond_signal(&c->done);
   }
-  c->eof = c->cur < 0;
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+/* Start the workers; with fewer than asked (no threads to be had) the
+** remaining groups run on the cursor's thread, with the same results. */
+static void start_workers(scan_cursor *c) {
+  if (c->groups < 2) return;
+  if (pthread_mutex_init(&c->mu, NULL)) return;
+  if (pthread_cond_init(&c->go, NULL)) {
+    pthread_mutex_destroy(&c->mu);
+    return;
+  }
+  if (pthread_cond_init(&c->done, NULL)) {
+    pthread_cond_destroy(&c->go);
+    pthread_mutex_destroy(&c->mu);
+    return;
+  }
+  c->sync_ok = 1;
+  for (int g = 1; g < c->groups; g++) {
+    c->worker[c->started].c = c;
+    c->worker[c->started].group = g;
+    if (pthread_create(&c->worker[c->started].th, NULL, worker_main, &c->worker[c->started])) break;
+    c->started++;
+  }
+}
+
+static void stop_workers(scan_cursor *c) {
+  if (!c->sync_ok) return;
+  pthread_mutex_lock(&c->mu);
+  c->quit = 1;
+  pthread_cond_broadcast(&c->go);
+  pthread_mutex_unlock(&c->mu);
+  for (int i = 0; i < c->started; i++) pthread_join(c->worker[i].th, NULL);
+  pthread_cond_destroy(&c->done);
+  pthread_cond_destroy(&c->go);
+  pthread_mutex_destroy(&c->mu);
+  c->started = 0;
+  c->sync_ok = 0;
+}
+
+/* Every group computes the block: the workers theirs, this thread group 0
+** and any group no worker took. */
+static void compute_block(scan_cursor *c) {
+  if (c->started) {
+    pthread_mutex_lock(&c->mu);
+    c->pending = c->started;
+    c->gen++;
+    pthread_cond_broadcast(&c->go);
+    pthread_mutex_unlock(&c->mu);
+  }
+  group_compute(c, 0);
+  for (int g = 1 + c->started; g < c->groups; g++) group_compute(c, g);
+  if (c->started) {
+    pthread_mutex_lock(&c->mu);
+    while (c->pending) pthread_cond_wait(&c->done, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+  }
+}
+
+/* Free the block's values (every row read, a round cut short included). */
+static void release_block(scan_cursor *c) {
+  if (!c->row) return;
+  for (size_t i = 0; i < (size_t)SCAN_S * c->nslot; i++) {
+    sqlite3_value_free(c->row[i].ord);
+    memset(&c->row[i], 0, sizeof(scan_row));
+  }
+  for (int i = 0; i < c->nretired; i++) sqlite3_value_free(c->retired[i]);
+  c->nretired = 0;
+  c->nr = 0;
+}
+
+/* Move to the block's next row from (r, k + 1); eof when the block has none. */
+static void seek_row(scan_cursor *c) {
+  for (; c->r < c->nr; c->r++, c->k = -1) {
+    for (c->k++; c->k < c->nslot; c->k++) {
+      if (c->row[(size_t)c->r * c->nslot + c->k].has) return;
+    }
+  }
+  c->eof = 1;
+}
+
+/* The next block (rule 4): read up to SCAN_S rounds, compute, point at its first row. */
+static int next_block(scan_cursor *c, sqlite3 *db, rnn_err *err) {
+  const int I = c->e->model->net.n_in;
+  release_block(c);
+  for (int r = 0; r < SCAN_S; r++) {
+    int any = 0;
+    for (int k = 0; k < c->nslot; k++) {
+      size_t at = (size_t)r * c->nslot + k;
+      if (slot_read(c, db, &c->slot[k], &c->row[at], c->xs + at * I, err) != SQLITE_OK) return err->rc;
+      any |= c->row[at].has;
+    }
+    if (!any) break;
+    c->nr = r + 1;
+  }
+  if (c->nr) compute_block(c);
+  c->r = 0;
+  c->k = -1;
+  c->eof = 0;
+  seek_row(c);
+  return SQLITE_OK;
+}
+
+static void scan_reset(scan_cursor *c) {
+  stop_workers(c);
+  release_block(c);
+  rnn_entry_release(c->e);
+  sqlite3_finalize(c->keys);
+  for (int k = 0; c->slot && k < c->nslot; k++) {
+    sqlite3_finalize(c->slot[k].rows);
+    sqlite3_value_free(c->slot[k].key);
+    sqlite3_value_free(c->slot[k].prev);
+  }
+  sqlite3_free(c->slot);
+  sqlite3_free(c->row);
+  sqlite3_free(c->retired);
+  sqlite3_free(c->mem);
+  sqlite3_vtab_cursor base = c->base;
+  memset(c, 0, sizeof(*c));
+  c->base = base;
+}
+
+static int scan_close(sqlite3_vtab_cursor *p) {
+  scan_reset((scan_cursor *)p);
+  sqlite3_free(p);
   return SQLITE_OK;
 }
 
@@ -453,8 +655,14 @@ static int scan_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, i
                 "and the scan gives what the window gives (score whole sequences instead)");
     return rnn_err_vtab(p->pVtab, &err);
   }
-  if (scan_prepare(c, v->db, argv, &err) != SQLITE_OK || scan_alloc(c, &err) != SQLITE_OK ||
-      scan_round(c, v->db, &err) != SQLITE_OK) {
+  c->groups = scan_groups();
+  c->nslot = c->groups * SCAN_B;
+  if (scan_alloc(c, &err) != SQLITE_OK || scan_prepare(c, v->db, argv, &err) != SQLITE_OK) {
+    return rnn_err_vtab(p->pVtab, &err);
+  }
+  start_workers(c);
+  if (next_block(c, v->db, &err) != SQLITE_OK) {
+    c->eof = 1;
     return rnn_err_vtab(p->pVtab, &err);
   }
   return SQLITE_OK;
@@ -463,14 +671,10 @@ static int scan_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, i
 static int scan_next(sqlite3_vtab_cursor *p) {
   scan_cursor *c = (scan_cursor *)p;
   c->rowid++;
-  for (int k = c->cur + 1; k < SCAN_B; k++) {
-    if (c->slot[k].has_row) {
-      c->cur = k;
-      return SQLITE_OK;
-    }
-  }
+  seek_row(c);
+  if (!c->eof || c->nr == 0) return SQLITE_OK;
   rnn_err err = {SQLITE_OK, NULL};
-  if (scan_round(c, ((scan_vtab *)p->pVtab)->db, &err) != SQLITE_OK) {
+  if (next_block(c, ((scan_vtab *)p->pVtab)->db, &err) != SQLITE_OK) {
     c->eof = 1;
     return rnn_err_vtab(p->pVtab, &err);
   }
@@ -484,14 +688,17 @@ static int scan_rowid(sqlite3_vtab_cursor *p, sqlite3_int64 *rowid) {
   return SQLITE_OK;
 }
 
+
 static int scan_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
   scan_cursor *c = (scan_cursor *)p;
-  const scan_slot *sl = &c->slot[c->cur];
+  const size_t at = (size_t)c->r * c->nslot + c->k;
+  const scan_row *row = &c->row[at];
+  const rnn_model *m = c->e->model;
   switch (col) {
-    case C_KEY: sqlite3_result_value(ctx, sl->key); break;
-    case C_ORD: sqlite3_result_value(ctx, sl->ord); break;
+    case C_KEY: sqlite3_result_value(ctx, row->key); break;
+    case C_ORD: sqlite3_result_value(ctx, row->ord); break;
     case C_OUTPUT:
-      if (sl->st.steps) rnn_result_output_named(ctx, sl->out, c->e->model->net.n_out, c->e->model->output_names);
+      if (row->out_ok) rnn_result_output_named(ctx, c->outs + at * m->net.ldo, m->net.n_out, m->output_names);
       break; /* else NULL: no step yet (rule 5) */
     default: break; /* the arguments read as NULL */
   }
@@ -506,3 +713,4 @@ const sqlite3_module rnn_scan_module = {
   scan_open, scan_close, scan_filter, scan_next, scan_eof, scan_column, scan_rowid,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, /* xUpdate .. xShadowName */
 };
+

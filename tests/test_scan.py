@@ -42,7 +42,7 @@ def random_model(rng):
         md["input_std"] = json.dumps([rng.uniform(0.5, 2) for _ in range(I)])
     if cell == "seed":
         return "seed I=%d H=%d" % (I, H), I, models.seed_rnn(I, H, rng.randint(1, 2), seed=rng.randint(0, 1 << 30))
-    proj = rng.randint(1, H) if cell == "lstm_proj" and H > 1 else 0
+    proj = rng.randint(1, H - 1) if cell == "lstm_proj" and H > 1 else 0
     layers = rng.randint(1, 3)
     blob = models.recurrent("lstm" if cell == "lstm_proj" else cell, I, H, layers=layers, head=head,
                             seed=rng.randint(0, 1 << 30), proj=proj, metadata=md or None, scale=rng.choice([0.5, 2.0]))
@@ -235,3 +235,27 @@ def test_interrupted_by_progress_handler():
     assert error_of(con, SCAN % "'v'", (blob,)) == "interrupted"
     con.set_progress_handler(None, 0)
     assert len(con.execute(SCAN % "'v'", (blob,)).fetchall()) == 2000
+
+
+def test_threads_give_identical_results():
+    """Rows are the same, bit for bit, with 1, 2, 3 and 8 threads (SQLITE_RNN_THREADS), over more series than
+    all the groups hold and series longer than a block (64 rounds), and equal the window's."""
+    con = connect()
+    rng = random.Random(7)
+    con.execute("CREATE TABLE s(id, t, v, PRIMARY KEY(id, t))")
+    con.executemany("INSERT INTO s VALUES (?, ?, ?)",
+                    [(i, t, None if rng.random() < 0.05 else rng.uniform(-2, 2))
+                     for i in range(300) for t in range(rng.choice([1, 5, 63, 64, 65, 200]))])
+    old = os.environ.get("SQLITE_RNN_THREADS")
+    try:
+        for cell, H in (("lstm", 24), ("gru", 8), ("rnn_relu", 16)):
+            blob = models.recurrent(cell, 1, H, layers=2, head=1, seed=H)
+            want = con.execute(WINDOW % "v", (blob,)).fetchall()
+            for n in ("1", "2", "3", "8"):
+                os.environ["SQLITE_RNN_THREADS"] = n
+                assert con.execute(SCAN % "'v'", (blob,)).fetchall() == want, (cell, n)
+    finally:
+        if old is None:
+            os.environ.pop("SQLITE_RNN_THREADS", None)
+        else:
+            os.environ["SQLITE_RNN_THREADS"] = old
