@@ -14,8 +14,8 @@
    trigger (rnn_eval over rnn_sequence of the device's history) at 1,000 and 10,000 rows of history.
 
 6. Bulk scoring with rnn_scan: INSERT INTO p SELECT * FROM rnn_scan(...) over the 1,000,000 rows for GRU(1->8),
-   LSTM(1->64), LSTM(1->256), against the copy job (INSERT INTO p SELECT id, t, v FROM series) and the window
-   query into the same table; and the batch-16 product alone (build/bench_kernels batch) against the FMA peak.
+   LSTM(1->64), LSTM(1->256), with 1 thread and one per core (SQLITE_RNN_THREADS), against the copy job
+   (INSERT INTO p SELECT id, t, v FROM series) and the window query into the same table; and the batch-16 product alone (build/bench_kernels batch) against the FMA peak.
 
 `python3 bench/bench.py 5` runs only the parts named (here part 5).
 
@@ -300,7 +300,8 @@ def part5():
 
 
 def part6(con):
-    print("\n## 6. Bulk scoring: rnn_scan against the copy job and the window query, 1,000,000 rows, one thread\n")
+    print("\n## 6. Bulk scoring: rnn_scan (1 thread and one per core) against the copy job and the window query, "
+          "1,000,000 rows\n")
     con.execute("CREATE TEMP TABLE IF NOT EXISTS p(id, t, y)")
 
     def insert(sql, runs):
@@ -313,13 +314,28 @@ def part6(con):
         con.execute("DELETE FROM p")
         return statistics.median(ts)
 
+    def scan_with(threads, name, runs):
+        old = os.environ.get("SQLITE_RNN_THREADS")
+        os.environ["SQLITE_RNN_THREADS"] = str(threads)
+        try:
+            return insert("SELECT * FROM rnn_scan('%s', 'series', 'id', 't', 'v')" % name, runs)
+        finally:
+            if old is None:
+                del os.environ["SQLITE_RNN_THREADS"]
+            else:
+                os.environ["SQLITE_RNN_THREADS"] = old
+
     copy = insert("SELECT id, t, v FROM series", 5)
-    print("| job | scan s | window s | scan / copy | window / copy | window / scan |\n|---|---|---|---|---|---|")
-    print("| copy `SELECT id, t, v FROM series` | %.3f | | 1.00 | | |" % copy)
+    cores = os.cpu_count() or 1
+    print("| job | scan s, 1 thread | scan s, %d threads | window s | scan / copy (1, %d) | window / copy "
+          "| window / scan (1 thread) |\n|---|---|---|---|---|---|---|" % (cores, cores))
+    print("| copy `SELECT id, t, v FROM series` | %.3f | | | 1.00 | | |" % copy)
     for name, label, runs in (("gru8", "GRU(1->8)", 3), ("lstm64", "LSTM(1->64)", 3), ("lstm256", "LSTM(1->256)", 1)):
-        scan = insert("SELECT * FROM rnn_scan('%s', 'series', 'id', 't', 'v')" % name, runs)
+        one_t = scan_with(1, name, runs)
+        all_t = scan_with(cores, name, runs)
         win = insert("SELECT id, t, rnn_predict('%s', v) OVER (PARTITION BY id ORDER BY t) FROM series" % name, runs)
-        print("| %s | %.3f | %.3f | %.2f | %.2f | %.2f |" % (label, scan, win, scan / copy, win / copy, win / scan))
+        print("| %s | %.3f | %.3f | %.3f | %.2f, %.2f | %.2f | %.2f |" % (
+            label, one_t, all_t, win, one_t / copy, all_t / copy, win / copy, win / one_t))
     exe = os.path.join(ROOT, "build", "bench_kernels")
     out = subprocess.run([exe, "batch"], capture_output=True, text=True, check=True).stdout.splitlines()
     print("\nThe gates product alone at batch 16 (gemm_t, as the scan runs it):\n\n" + out[0] + "\n")

@@ -286,13 +286,14 @@ static int scan_alloc(scan_cursor *c, rnn_err *err) {
   c->ldx = imax(n->n_in, n->hout) + n->hout;
   size_t scratch = (size_t)SCAN_B * ((size_t)c->ldx + 2 * (size_t)n->ldg + (size_t)n->ldp);
   size_t floats = ns * nst + rows * ((size_t)n->n_in + (size_t)n->ldo) + (size_t)c->groups * scratch;
-  c->slot = sqlite3_malloc64(ns * sizeof(scan_slot));
-  c->row = sqlite3_malloc64(rows * sizeof(scan_row));
+  /* each zeroed as soon as it exists: scan_reset reads the slots and rows */
+  if (!(c->slot = sqlite3_malloc64(ns * sizeof(scan_slot)))) return rnn_err_nomem(err);
+  memset(c->slot, 0, ns * sizeof(scan_slot));
+  if (!(c->row = sqlite3_malloc64(rows * sizeof(scan_row)))) return rnn_err_nomem(err);
+  memset(c->row, 0, rows * sizeof(scan_row));
   c->retired = sqlite3_malloc64((rows + ns) * sizeof(sqlite3_value *));
   c->mem = sqlite3_malloc64(floats * sizeof(float));
-  if (!c->slot || !c->row || !c->retired || !c->mem) return rnn_err_nomem(err);
-  memset(c->slot, 0, ns * sizeof(scan_slot));
-  memset(c->row, 0, rows * sizeof(scan_row));
+  if (!c->retired || !c->mem) return rnn_err_nomem(err);
   memset(c->mem, 0, floats * sizeof(float));
   float *m = c->mem;
   for (int k = 0; k < c->nslot; k++, m += nst) rnn_state_init(n, &c->slot[k].st, m);
