@@ -13,6 +13,10 @@
    state trigger (rnn_step into series_state) against the same inserts without it, and the old O(history)
    trigger (rnn_eval over rnn_sequence of the device's history) at 1,000 and 10,000 rows of history.
 
+6. Bulk scoring with rnn_scan: INSERT INTO p SELECT * FROM rnn_scan(...) over the 1,000,000 rows for GRU(1->8),
+   LSTM(1->64), LSTM(1->256), with 1 thread and one per core (SQLITE_RNN_THREADS), against the copy job
+   (INSERT INTO p SELECT id, t, v FROM series) and the window query into the same table; and the batch-16 product alone (build/bench_kernels batch) against the FMA peak.
+
 `python3 bench/bench.py 5` runs only the parts named (here part 5).
 
 Prints the CPU, each figure and each ratio. Needs a Python with sqlite3 extension loading;
@@ -295,17 +299,62 @@ def part5():
         print("| %d rows of history, in memory: old O(history) trigger | %.0f | %.2f |" % (history, old, base / old))
 
 
+def part6(con):
+    print("\n## 6. Bulk scoring: rnn_scan (1 thread and one per core) against the copy job and the window query, "
+          "1,000,000 rows\n")
+    con.execute("CREATE TEMP TABLE IF NOT EXISTS p(id, t, y)")
+
+    def insert(sql, runs):
+        ts = []
+        for _ in range(runs):
+            con.execute("DELETE FROM p")
+            t0 = time.perf_counter()
+            con.execute("INSERT INTO p " + sql)
+            ts.append(time.perf_counter() - t0)
+        con.execute("DELETE FROM p")
+        return statistics.median(ts)
+
+    def scan_with(threads, name, runs):
+        old = os.environ.get("SQLITE_RNN_THREADS")
+        os.environ["SQLITE_RNN_THREADS"] = str(threads)
+        try:
+            return insert("SELECT * FROM rnn_scan('%s', 'series', 'id', 't', 'v')" % name, runs)
+        finally:
+            if old is None:
+                del os.environ["SQLITE_RNN_THREADS"]
+            else:
+                os.environ["SQLITE_RNN_THREADS"] = old
+
+    copy = insert("SELECT id, t, v FROM series", 5)
+    cores = os.cpu_count() or 1
+    print("| job | scan s, 1 thread | scan s, %d threads | window s | scan / copy (1, %d) | window / copy "
+          "| window / scan (1 thread) |\n|---|---|---|---|---|---|---|" % (cores, cores))
+    print("| copy `SELECT id, t, v FROM series` | %.3f | | | 1.00 | | |" % copy)
+    for name, label, runs in (("gru8", "GRU(1->8)", 3), ("lstm64", "LSTM(1->64)", 3), ("lstm256", "LSTM(1->256)", 1)):
+        one_t = scan_with(1, name, runs)
+        all_t = scan_with(cores, name, runs)
+        win = insert("SELECT id, t, rnn_predict('%s', v) OVER (PARTITION BY id ORDER BY t) FROM series" % name, runs)
+        print("| %s | %.3f | %.3f | %.3f | %.2f, %.2f | %.2f | %.2f |" % (
+            label, one_t, all_t, win, one_t / copy, all_t / copy, win / copy, win / one_t))
+    exe = os.path.join(ROOT, "build", "bench_kernels")
+    out = subprocess.run([exe, "batch"], capture_output=True, text=True, check=True).stdout.splitlines()
+    print("\nThe gates product alone at batch 16 (gemm_t, as the scan runs it):\n\n" + out[0] + "\n")
+    print("| cell | I | H | batch | ns/product | GFLOP/s | of peak |\n|---|---|---|---|---|---|---|")
+    for line in out[2:]:
+        print("| " + " | ".join(line.split()) + " |")
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     path = os.path.join(WORK, "series.db")
-    parts = set(sys.argv[1:]) or {"1", "2", "3", "4", "5"}
+    parts = set(sys.argv[1:]) or {"1", "2", "3", "4", "5", "6"}
     print("# sqlite-rnn bench: %s, %d cores, SQLite %s, Python %s" % (
         cpu_name(), os.cpu_count(), sqlite3.sqlite_version, platform.python_version()))
     kcon = connect(":memory:")
     kernel = json.loads(kcon.execute("SELECT rnn_info(?)", (models.recurrent("gru", 1, 8, head=1),)).fetchone()[0])
     print("CPU path in use: %s" % kernel["kernel"])
     con = None
-    if parts & {"1", "3", "4"}:
+    if parts & {"1", "3", "4", "6"}:
         make_db(path)
         con = connect(path)
     if "1" in parts:
@@ -319,6 +368,8 @@ def main():
         part4(path)
     if "5" in parts:
         part5()
+    if "6" in parts:
+        part6(con)
 
 
 if __name__ == "__main__":

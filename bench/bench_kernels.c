@@ -5,9 +5,12 @@
 ** FLOPs per step count the multiply-adds of the matrix-vector products (2 per
 ** weight) plus the head, as README "Performance" reports them.
 ** Usage: bench_kernels [path]   (path: scalar, avx2, avx512; default: best)
+**        bench_kernels batch    the recurrence product alone at batch 16 (gemm_t, as
+**                               rnn_scan runs it), best path: GFLOP/s and of peak
 */
 #include "../tests/testnet.h"
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -47,8 +50,34 @@ __attribute__((target("avx2,fma"))) static double peak_avx2(void) {
 }
 #endif
 
+/* The gates product of one step for 16 series, [16][I+H] x [I+H][G*H], as
+** rnn_scan's lockstep batch does it. */
+static void batch16(const rnn_kernels *k, double peak) {
+  static const struct { const char *name; int G, H; } cases[] = {
+    {"GRU", 3, 8}, {"LSTM", 4, 64}, {"LSTM", 4, 256}};
+  printf("%-5s %3s %4s %5s %12s %10s %8s\n", "cell", "I", "H", "batch", "ns/product", "GFLOP/s", "of peak");
+  for (int c = 0; c < 3; c++) {
+    const int B = 16, H = cases[c].H, n = 1 + H, ld = (cases[c].G * H + 15) / 16 * 16;
+    float *w = malloc(sizeof(float) * (size_t)n * ld), *x = malloc(sizeof(float) * (size_t)B * n);
+    float *y = malloc(sizeof(float) * (size_t)B * ld);
+    for (int i = 0; i < n * ld; i++) w[i] = frand() * 0.01f;
+    for (int i = 0; i < B * n; i++) x[i] = frand();
+    for (int i = 0; i < B * ld; i++) y[i] = 0;
+    long reps = 2000000000L / (2L * B * n * ld) + 10;
+    for (long r = 0; r < reps / 10; r++) k->gemm_t(y, ld, w, ld, x, n, n, ld, B);
+    double t0 = now();
+    for (long r = 0; r < reps; r++) k->gemm_t(y, ld, w, ld, x, n, n, ld, B);
+    double ns = (now() - t0) / reps * 1e9, gf = 2.0 * B * n * cases[c].G * H / ns;
+    printf("%-5s %3d %4d %5d %12.1f %10.2f %7.1f%%\n", cases[c].name, 1, H, B, ns, gf, peak > 0 ? 100 * gf / peak : 0);
+    free(w);
+    free(x);
+    free(y);
+  }
+}
+
 int main(int argc, char **argv) {
-  const rnn_kernels *k = argc > 1 ? rnn_kernels_named(argv[1]) : rnn_kernels_pick();
+  int batch = argc > 1 && strcmp(argv[1], "batch") == 0;
+  const rnn_kernels *k = argc > 1 && !batch ? rnn_kernels_named(argv[1]) : rnn_kernels_pick();
   if (!k) {
     fprintf(stderr, "path %s not supported here\n", argv[1]);
     return 1;
@@ -63,6 +92,10 @@ int main(int argc, char **argv) {
   double peak = p256 > p512 ? p256 : p512;
   printf("path %s; measured FMA peak of one core: %.1f GFLOP/s (256-bit FMAs %.1f, 512-bit %.1f)\n", k->name,
          peak, p256, p512);
+  if (batch) {
+    batch16(k, peak);
+    return 0;
+  }
   printf("%-5s %3s %4s %12s %10s %8s\n", "cell", "I", "H", "ns/step", "GFLOP/s", "of peak");
   static const struct { const char *name; int cell; } cells[] = {
     {"RNN", CELL_RNN_TANH}, {"LSTM", CELL_LSTM}, {"GRU", CELL_GRU}};

@@ -34,4 +34,7 @@ void rnn_sequence_final(sqlite3_context *ctx);
 
 /* tvf.c: the module behind the eponymous tables rnn_steps and rnn_forecast. */
 extern const sqlite3_module rnn_tvf_module;
+
+/* scan.c: the module behind the eponymous table rnn_scan. */
+extern const sqlite3_module rnn_scan_module;
 #endif

@@ -114,15 +114,26 @@ static void gemv_t(float *restrict y, const float *restrict w, int ld, const flo
 /* The same product for `rows` inputs at once (x rows ldx apart, y rows ldy
 ** apart): blocks of TILE_ROWS rows share each weight load; row r's outputs are the
 ** bits gemv_t gives for x row r alone. */
+/* Vectors per tile of gemm_t: TILE_ROWS x GEMM_NV accumulators plus TILE_ROWS
+** broadcasts and a weight stay within the vector registers (32 zmm, 16 ymm). */
+#define GEMM_NV (KERN_W == 16 ? 4 : RNN_LANES / KERN_W)
 static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, const float *restrict x, int ldx, int n,
                    int m, int rows) {
-  int r = 0;
-  for (; r + TILE_ROWS <= rows; r += TILE_ROWS) {
-    for (int j = 0; j < m; j += RNN_LANES) {
+  const int full = rows - rows % TILE_ROWS;
+  int j = 0;
+  /* a block of columns outer, the row tiles inner: the block's weights are
+  ** read from cache by every row tile */
+  for (; j + GEMM_NV * KERN_W <= m; j += GEMM_NV * KERN_W) {
+    for (int r = 0; r < full; r += TILE_ROWS) {
+      tile(y + (size_t)r * ldy + j, ldy, w + j, ld, x + (size_t)r * ldx, ldx, n, TILE_ROWS, GEMM_NV);
+    }
+  }
+  for (; j < m; j += RNN_LANES) {
+    for (int r = 0; r < full; r += TILE_ROWS) {
       tile(y + (size_t)r * ldy + j, ldy, w + j, ld, x + (size_t)r * ldx, ldx, n, TILE_ROWS, RNN_LANES / KERN_W);
     }
   }
-  for (; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
+  for (int r = full; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
 }
 
 /* f applied to y[0..n) in place; the tail is masked. */

@@ -13,7 +13,7 @@
 ** registry.c (lookup and cache), sequence.c (sequence values), features.c (one
 ** row's features), seqagg.c (rnn_sequence), window.c (rnn_predict, rnn_hidden),
 ** eval.c (rnn_eval, rnn_classify), state.c (rnn_step, rnn_output, state
-** BLOBs), tvf.c (rnn_steps, rnn_forecast), poll.c
+** BLOBs), tvf.c (rnn_steps, rnn_forecast), scan.c (rnn_scan), poll.c
 ** (stopping and bounding long calls), util.c (messages, outputs);
 ** functions.h declares the callbacks those files export for the table below.
 **
@@ -129,6 +129,8 @@ static const rnn_sql_def rnn_sql[] = {
   /* eponymous tables; BY_NAME, so xConnect does not declare SQLITE_VTAB_INNOCUOUS */
   {"rnn_steps", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_tvf_module},
   {"rnn_forecast", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_tvf_module},
+  /* reads a table the user names: xConnect declares SQLITE_VTAB_DIRECTONLY (scan.c rule 1) */
+  {"rnn_scan", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_scan_module},
 };
 
 static int register_one(sqlite3 *db, rnn_conn *conn, const rnn_sql_def *d) {

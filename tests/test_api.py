@@ -23,7 +23,7 @@ EXPECTED = [
     ("rnn_step", -1, "s"),
     ("rnn_version", 0, "s"),
 ]
-MODULES = ["rnn_forecast", "rnn_steps"]
+MODULES = ["rnn_forecast", "rnn_scan", "rnn_steps"]
 
 
 def test_registered_functions_pinned():

@@ -46,6 +46,7 @@ static const char *const queries[] = {
   "SELECT q.id, f.step, f.output, hex(f.hidden) FROM (SELECT id, rnn_sequence(t, v, w) AS x FROM s GROUP BY id) "
   "AS q, rnn_steps('l', q.x) AS f",
   "SELECT step, output FROM rnn_forecast('g', '[0.1, 0.2, 0.3]', 40)",
+  "SELECT key, ord, output FROM rnn_scan('l', 's', 'id', 't', 'v', 'w')",
 };
 #define NQ ((int)(sizeof(queries) / sizeof(queries[0])))
 
