@@ -23,19 +23,13 @@ import time
 import models
 import st
 from rnnlib import FIXTURES, Skip, connect, error_of, have_torch, one
-from test_conformance import as_vector, compare
+from test_conformance import as_vector, compare, load_cases
 
 READOUT = os.path.join(FIXTURES, "readout")
 
 
 def load():
-    with open(os.path.join(READOUT, "expected.json")) as f:
-        expected = json.load(f)
-    out = []
-    for name, record in expected.items():
-        with open(os.path.join(READOUT, name + ".safetensors"), "rb") as f:
-            out.append((name, f.read(), record))
-    return out
+    return load_cases(READOUT)
 
 
 def with_metadata(blob, **changes):
