@@ -1,0 +1,33 @@
+# tests/cluster/cluster.mk: sqlite-rnn in a dqlite cluster (README "Scaling out"). Included by the Makefile,
+# whose CC, BASE, CFLAGS and LDLIBS it uses, and tests/ecosystem.mk's build/static/librnn.a.
+#
+#   make autoload        build/rnn_autoload.so: ext/autoload.c + librnn.a; LD_PRELOAD it into a program that
+#                        links the system libsqlite3 (dqlite-demo, dqlite) and every connection has rnn_*
+#   make cluster-client  build/rnn-cluster (tests/cluster/main.go, go-dqlite's driver), built offline from
+#                        Debian's Go sources in /usr/share/gocode (GOPATH mode: no module download)
+#   make cluster-test    tests/cluster/run.sh: 3 dqlite nodes, 100,000 rows scored, leader killed, old leader
+#                        restarted; prints PASS/FAIL lines and the cluster's and a local file's rows/s
+#
+
+
+# GO111MODULE=off: GOPATH mode finds github.com/canonical/go-dqlite and its dependencies in Debian's
+# /usr/share/gocode; GOPROXY=off: nothing is ever fetched; GOCACHE inside build/ (clean removes it).
+GO_ENV = GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off GOFLAGS= GOCACHE=$(CURDIR)/build/gocache
+
+autoload: build/rnn_autoload.so
+
+build/rnn_autoload.so: ext/autoload.c $(STATIC_DIR)/librnn.a | build
+	$(CC) $(BASE) $(CFLAGS) -shared ext/autoload.c $(STATIC_DIR)/librnn.a -o $@ -lsqlite3 $(LDLIBS)
+
+cluster-client: build/rnn-cluster
+
+build/rnn-cluster: tests/cluster/main.go | build
+	$(GO_ENV) go build -o $@ ./tests/cluster
+
+check-cluster-deps:
+	$(call check,$(ALL_DEPS))
+
+cluster-test: check-cluster-deps rnn.so build/rnn_autoload.so build/rnn-cluster
+	PYTHON=$(PYTHON) tests/cluster/run.sh
+
+.PHONY: autoload cluster-client check-cluster-deps cluster-test

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# tests/cluster/run.sh: sqlite-rnn inside a 3-node dqlite cluster (`make cluster-test` builds what it needs and
+# runs it from the repository root).
+#
+# Starts three dqlite-demo nodes on 127.0.0.1 (free ports, a temporary directory each) with the extension
+# preloaded (build/rnn_autoload.so, GO_DQLITE_MULTITHREAD=1: see ext/autoload.c), each forced onto another CPU
+# path (SQLITE_RNN_KERNEL: node 1 the fastest this CPU has, node 2 avx2, node 3 scalar). Through the cluster
+# (build/rnn-cluster, go-dqlite's database/sql driver; tests/cluster/workload.sql) it creates rnn_models and
+# readings, stores sql/demo_model.safetensors and ROWS readings, scores them with rnn_predict() OVER on the
+# leader, then INSERT INTO pred SELECT ... rnn_predict() OVER. Then:
+#   1. kills the leader (SIGKILL, by pid); the new leader must return every pred row, bit for bit (a SHA-256 of
+#      the ids and float64 bits), and recompute the very same bits itself on its own CPU path;
+#   2. the new leader rewrites pred while the old node is down;
+#   3. restarts the old node, makes it the leader again, and it must hold the rewritten rows bit for bit.
+# It also asks the dqlite shell (`dqlite -s ADDRESS rnn "SQL"`) for rnn_version(), the path README shows users,
+# and scores the same rows in a local file (tests/cluster/local.py) for the throughput comparison.
+#
+# Prints one "PASS: ..." or "FAIL: ..." line per check and "PASS: cluster-test" or "FAIL: cluster-test" last;
+# exits 0 only if every check passed, 2 when a dqlite program is missing. Every process it starts it stops by
+# pid (also on failure or interruption); every wait has a deadline, and the whole run is bounded by
+# CLUSTER_TIMEOUT seconds (default 240). ROWS: CLUSTER_ROWS (default 100000).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+ROWS=${CLUSTER_ROWS:-100000}
+TOTAL=${CLUSTER_TIMEOUT:-240}
+AUTOLOAD=$ROOT/build/rnn_autoload.so
+CLIENT=$ROOT/build/rnn-cluster
+MODEL=$ROOT/sql/demo_model.safetensors
+PYTHON=${PYTHON:-/usr/bin/python3}
+KERNELS=("" avx2 scalar)     # node 1: the extension's own choice
+
+for tool in dqlite dqlite-demo; do
+  command -v $tool >/dev/null || { echo "FAIL: cluster-test: $tool not installed (Debian package go-dqlite)"; exit 2; }
+done
+for f in "$AUTOLOAD" "$CLIENT"; do
+  [ -x "$f" ] || [ -f "$f" ] || { echo "FAIL: cluster-test: $f missing (make cluster-test builds it)"; exit 2; }
+done
+
+TMP=$(mktemp -d /tmp/rnn-cluster.XXXXXX)
+PIDS=()           # every process started here, stopped by cleanup
+WATCHDOG=""
+FAILED=0
+START=$SECONDS
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  [ -n "$WATCHDOG" ] && kill -TERM "$WATCHDOG" 2>/dev/null && wait "$WATCHDOG" 2>/dev/null
+  if [ "$FAILED" = 1 ] && [ -n "${CLUSTER_KEEP_LOGS:-}" ]; then echo "logs kept in $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'echo "FAIL: cluster-test: interrupted or over ${TOTAL}s"; FAILED=1; exit 1' INT TERM HUP
+
+# The whole run's bound: a sleeping child that signals this shell when the time is up.
+# (Its own TERM trap stops its sleep, so stopping the watchdog leaves nothing behind.)
+( trap 'kill -TERM $s 2>/dev/null; exit 0' TERM; sleep "$TOTAL" & s=$!; wait $s && kill -TERM $$ ) 2>/dev/null &
+WATCHDOG=$!
+
+fail() {
+  echo "FAIL: $*"
+  echo "FAIL: cluster-test"
+  FAILED=1
+  local i
+  for i in 1 2 3; do [ -s "$TMP/node$i.log" ] && { echo "--- node $i log (last lines)"; tail -n 5 "$TMP/node$i.log"; }; done
+  exit 1
+}
+pass() { echo "PASS: $*"; }
+
+# client SECONDS ARGS...: build/rnn-cluster against all three nodes, bounded twice (its own deadline, then timeout).
+client() {
+  local secs=$1; shift
+  timeout -k 2 $((secs + 5)) "$CLIENT" -s "$SERVERS" -db rnn -sql "$ROOT/tests/cluster/workload.sql" \
+    -timeout "${secs}s" "$@"
+}
+
+mapfile -t PORTS < <(timeout 10 "$CLIENT" ports 6) || true
+[ "${#PORTS[@]}" = 6 ] || fail "no 6 free ports on 127.0.0.1"
+ADDR=("127.0.0.1:${PORTS[0]}" "127.0.0.1:${PORTS[1]}" "127.0.0.1:${PORTS[2]}")
+SERVERS="${ADDR[0]},${ADDR[1]},${ADDR[2]}"
+NODEPID=("" "" "")
+
+# start_node I: node I (0-based) in the background, with the extension; node 0 bootstraps, the others join it.
+start_node() {
+  local i=$1 join=()
+  [ "$i" -gt 0 ] && join=(--join "${ADDR[0]}")
+  GO_DQLITE_MULTITHREAD=1 LD_PRELOAD="$AUTOLOAD" SQLITE_RNN_KERNEL="${KERNELS[$i]}" \
+    dqlite-demo --api "127.0.0.1:${PORTS[$((i + 3))]}" --db "${ADDR[$i]}" -D "$TMP/node$((i + 1))" "${join[@]}" \
+    >>"$TMP/node$((i + 1)).log" 2>&1 &
+  NODEPID[$i]=$!
+  PIDS+=($!)
+}
+
+# node_of ADDRESS: the index of the node listening there
+node_of() { local i; for i in 0 1 2; do [ "${ADDR[$i]}" = "$1" ] && echo $i; done; }
+
+# field NAME LINE: the word after NAME in LINE
+field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
+
+# --- the cluster
+start_node 0
+client 20 wait 1 >/dev/null || fail "node 1 did not become leader within 20 s"
+start_node 1
+start_node 2
+LEADER=$(client 60 wait 3) || fail "no 3 voters within 60 s"
+pass "3 dqlite nodes ($SERVERS), 3 voters, leader $LEADER"
+
+# --- the data, through the cluster
+out=$(client 120 setup "$MODEL" "$ROWS") || fail "setup: $out"
+[ "$out" = "readings $ROWS" ] || fail "setup inserted '$out', expected 'readings $ROWS'"
+pass "rnn_models, readings and pred created, the model and $ROWS readings inserted through the cluster"
+
+# --- the dqlite shell, as a user would type it
+shell=$(timeout 20 dqlite -s "$SERVERS" rnn "SELECT rnn_version(), count(*) FROM readings" 2>&1)
+[ "$shell" = "0.1.0|$ROWS" ] || fail "dqlite shell printed '$shell', expected '0.1.0|$ROWS'"
+pass "dqlite shell: SELECT rnn_version(), count(*) FROM readings -> $shell"
+
+# --- scoring on the leader
+score=$(client 120 score) || fail "score: $score"
+echo "$score" | sed 's/^/  cluster /'
+HASH=$(field sha256 "$score")
+[ "$(field insert "$score")" = "$ROWS" ] || fail "INSERT INTO pred SELECT ... wrote $(field insert "$score") rows"
+out=$(client 60 hash) || fail "hash: $out"
+[ "$out" = "pred $ROWS rows sha256 $HASH kernel $(field kernel "$out")" ] ||
+  fail "pred on the leader ($out) differs from the window query's rows ($HASH)"
+K0=$(field kernel "$out")
+pass "leader $LEADER ($K0): rnn_predict() OVER and INSERT INTO pred SELECT give the same $ROWS rows, sha256 $HASH"
+
+# --- kill the leader
+OLD=$(node_of "$LEADER")
+[ -n "$OLD" ] || fail "leader $LEADER is none of $SERVERS"
+kill -KILL "${NODEPID[$OLD]}"
+wait "${NODEPID[$OLD]}" 2>/dev/null
+pass "killed the leader $LEADER (pid ${NODEPID[$OLD]}, SIGKILL)"
+NEW=$(client 60 wait 3) || fail "no new leader within 60 s of killing $LEADER"
+[ "$NEW" != "$LEADER" ] || fail "the killed node $LEADER is still reported leader"
+out=$(client 60 hash) || fail "hash on the new leader: $out"
+[ "$(field pred "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
+  fail "new leader $NEW returned '$out', expected $ROWS rows with sha256 $HASH"
+pass "new leader $NEW returns every pred row, byte-identical ($out)"
+out=$(client 60 live) || fail "live on the new leader: $out"
+[ "$(field live "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
+  fail "new leader $NEW recomputed '$out', expected $ROWS rows with sha256 $HASH"
+pass "new leader $NEW recomputes the same bits on its own CPU path ($out)"
+score=$(client 120 score) || fail "score on the new leader: $score"
+[ "$(field insert "$score")" = "$ROWS" ] && [ "$(field sha256 "$score")" = "$HASH" ] ||
+  fail "rescoring on the new leader gave '$score'"
+pass "new leader rewrote pred ($ROWS rows) while $LEADER was down"
+
+# --- restart the old leader: it must catch up on the rewrite
+start_node "$OLD"
+ok=""
+for _ in $(seq 60); do
+  if client 10 transfer "$LEADER" >/dev/null 2>&1 && [ "$(client 10 leader 2>/dev/null)" = "$LEADER" ]; then
+    ok=1; break
+  fi
+  sleep 0.5
+done
+[ -n "$ok" ] || fail "restarted node $LEADER did not take leadership within the deadline"
+out=$(client 60 hash) || fail "hash on the restarted node: $out"
+[ "$(field pred "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
+  fail "restarted node $LEADER returned '$out', expected $ROWS rows with sha256 $HASH"
+pass "restarted node $LEADER (pid ${NODEPID[$OLD]}) caught up and, as leader, returns the same rows ($out)"
+
+# --- the same workload on a local file, for the throughput comparison
+local=$(timeout 120 "$PYTHON" tests/cluster/local.py "$MODEL" "$ROWS") || fail "local.py: $local"
+echo "$local" | sed 's/^/  local   /'
+[ "$(field sha256 "$local")" = "$HASH" ] || fail "a local file scores other bits ($local) than the cluster ($HASH)"
+pass "a local file with rnn.so gives the same sha256"
+
+echo "cluster-test took $((SECONDS - START)) s"
+pass "cluster-test"
