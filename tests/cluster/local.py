@@ -1,7 +1,8 @@
-"""tests/cluster/local.py MODEL ROWS: the workload of tests/cluster/workload.sql on a local SQLite file (WAL, as
+"""tests/cluster/local.py MODEL ROWS [REPEAT]: the workload of tests/cluster/workload.sql on a local SQLite file (WAL, as
 dqlite keeps its databases), with rnn.so loaded; prints the lines build/rnn-cluster's `score` prints for the
 cluster ("select N rows S s R rows/s sha256 H" and "insert N rows S s R rows/s"), with the same hash, so
-tests/cluster/run.sh can compare both the bits and the throughput. Run from the repository root."""
+tests/cluster/run.sh can compare both the bits and the throughput; REPEAT times (default 1). Run from the
+repository root."""
 import hashlib
 import os
 import sqlite3
@@ -33,7 +34,23 @@ def line_of(row):
     return "%d %016x\n" % (row[0], struct.unpack("<Q", struct.pack("<d", row[1]))[0])
 
 
-def main(model_path, rows):
+def score(con, sql):
+    """The window query (rows hashed as they come), then pred emptied and refilled by INSERT ... SELECT."""
+    start = time.perf_counter()
+    h, n = hashlib.sha256(), 0
+    for row in con.execute(sql["score"]):
+        h.update(line_of(row).encode())
+        n += 1
+    secs = time.perf_counter() - start
+    print("select %d rows %.3f s %.0f rows/s sha256 %s" % (n, secs, n / secs, h.hexdigest()))
+    con.execute(sql["clear_pred"])
+    start = time.perf_counter()
+    m = con.execute(sql["insert_pred"]).rowcount
+    secs = time.perf_counter() - start
+    print("insert %d rows %.3f s %.0f rows/s" % (m, secs, m / secs))
+
+
+def main(model_path, rows, repeat):
     sql = statements()
     with open(model_path, "rb") as f:
         model = f.read()
@@ -42,26 +59,17 @@ def main(model_path, rows):
         con.enable_load_extension(True)
         con.load_extension(EXT)
         con.execute("PRAGMA journal_mode=WAL")
+        con.execute(sql["connection"])
         for name in ("schema_models", "schema_readings", "schema_index", "schema_pred"):
             con.execute(sql[name])
         con.execute(sql["model"], (model,))
         con.execute(sql["readings"], (rows,))
-        start = time.perf_counter()
-        h, n = hashlib.sha256(), 0
-        for row in con.execute(sql["score"]):
-            h.update(line_of(row).encode())
-            n += 1
-        secs = time.perf_counter() - start
-        print("select %d rows %.3f s %.0f rows/s sha256 %s" % (n, secs, n / secs, h.hexdigest()))
-        con.execute(sql["clear_pred"])
-        start = time.perf_counter()
-        m = con.execute(sql["insert_pred"]).rowcount
-        secs = time.perf_counter() - start
-        print("insert %d rows %.3f s %.0f rows/s" % (m, secs, m / secs))
+        for _ in range(repeat):
+            score(con, sql)
         con.close()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: tests/cluster/local.py MODEL ROWS")
-    main(sys.argv[1], int(sys.argv[2]))
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: tests/cluster/local.py MODEL ROWS [REPEAT]")
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 1)

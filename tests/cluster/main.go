@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := openDB(store)
+	db, err := openDB(ctx, store, stmts["connection"])
 	if err != nil {
 		return err
 	}
@@ -212,7 +212,7 @@ func readWorkload(path string) (map[string]string, error) {
 			stmts[name] = strings.TrimSpace(stmts[name] + "\n" + line)
 		}
 	}
-	for _, want := range []string{"schema_models", "schema_readings", "schema_index", "schema_pred", "model", "readings", "score",
+	for _, want := range []string{"connection", "schema_models", "schema_readings", "schema_index", "schema_pred", "model", "readings", "score",
 		"clear_pred", "insert_pred", "pred", "kernel"} {
 		if stmts[want] == "" {
 			return nil, fmt.Errorf("%s: no statement named %s", path, want)
@@ -221,16 +221,28 @@ func readWorkload(path string) (map[string]string, error) {
 	return stmts, nil
 }
 
-func openDB(store client.NodeStore) (*sql.DB, error) {
+// openDB returns one connection to the leader, set up by the workload's "connection" statement (see there).
+func openDB(ctx context.Context, store client.NodeStore, setup string) (*sql.Conn, error) {
 	drv, err := driver.New(store)
 	if err != nil {
 		return nil, err
 	}
 	sql.Register("dqlite-rnn", drv)
-	return sql.Open("dqlite-rnn", *dbname)
+	pool, err := sql.Open("dqlite-rnn", *dbname)
+	if err != nil {
+		return nil, err
+	}
+	db, err := pool.Conn(ctx)
+	if err == nil {
+		if _, err = db.ExecContext(ctx, setup); err != nil {
+			db.Close()
+			err = fmt.Errorf("connection: %w", err)
+		}
+	}
+	return db, err
 }
 
-func setup(ctx context.Context, db *sql.DB, stmts map[string]string, modelPath, rowsArg string) error {
+func setup(ctx context.Context, db *sql.Conn, stmts map[string]string, modelPath, rowsArg string) error {
 	rows, err := strconv.Atoi(rowsArg)
 	if err != nil || rows < 1 {
 		return fmt.Errorf("setup: want a row count, got %q", rowsArg)
@@ -239,7 +251,7 @@ func setup(ctx context.Context, db *sql.DB, stmts map[string]string, modelPath, 
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"schema_models", "schema_readings", "schema_index", "schema_pred"} {
+	for _, name := range []string{"connection", "schema_models", "schema_readings", "schema_index", "schema_pred"} {
 		if _, err := db.ExecContext(ctx, stmts[name]); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -259,7 +271,7 @@ func setup(ctx context.Context, db *sql.DB, stmts map[string]string, modelPath, 
 // score runs the window query (rows back to the client), then empties pred and fills it with INSERT ... SELECT
 // (rows into pred, replicated), and prints for each: rows, seconds, rows per second, and for the query the hash
 // of what came back.
-func score(ctx context.Context, db *sql.DB, stmts map[string]string) error {
+func score(ctx context.Context, db *sql.Conn, stmts map[string]string) error {
 	start := time.Now()
 	n, sum, err := hashQuery(ctx, db, stmts["score"])
 	if err != nil {
@@ -282,7 +294,7 @@ func score(ctx context.Context, db *sql.DB, stmts map[string]string) error {
 }
 
 // report prints "LABEL ROWS rows sha256 HASH kernel KERNEL" for the statement named stmt, run on the leader.
-func report(ctx context.Context, db *sql.DB, stmts map[string]string, label, stmt string) error {
+func report(ctx context.Context, db *sql.Conn, stmts map[string]string, label, stmt string) error {
 	var kernel string
 	if err := db.QueryRowContext(ctx, stmts["kernel"]).Scan(&kernel); err != nil {
 		return fmt.Errorf("kernel: %w", err)
@@ -296,7 +308,7 @@ func report(ctx context.Context, db *sql.DB, stmts map[string]string, label, stm
 }
 
 // hashQuery runs a query of (id, REAL) rows and returns their count and hash (see the top of the file).
-func hashQuery(ctx context.Context, db *sql.DB, query string) (int, string, error) {
+func hashQuery(ctx context.Context, db *sql.Conn, query string) (int, string, error) {
 	rows, err := db.QueryContext(ctx, query)
 	if err != nil {
 		return 0, "", err

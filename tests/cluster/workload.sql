@@ -2,6 +2,14 @@
 -- tests/cluster/main.go) and tests/cluster/local.py runs on a local file, so both score the very same rows.
 -- Each statement follows a "-- name: NAME" line; ? is bound by the runner (the model BLOB, the row count).
 
+-- name: connection
+-- Run first on every connection. The libdqlite of Debian 12 (1.11.1) answers "disk I/O error" when a transaction
+-- must read back pages it spilled to the WAL and the WAL was empty when it began (right after a checkpoint):
+-- canonical/dqlite issue 432, fixed upstream by pull request 445. Statements that write more than the page cache
+-- holds (2 MB by default; 100,000 rows here) spill unless told not to: with cache_spill off, a transaction keeps
+-- its pages in memory until it commits.
+PRAGMA cache_spill = OFF
+
 -- name: schema_models
 CREATE TABLE IF NOT EXISTS rnn_models(name TEXT PRIMARY KEY, model BLOB NOT NULL)
 
