@@ -84,7 +84,7 @@ def processes_mentioning(text):
 def test_run_deadline_stops_everything():
     if not shutil.which("dqlite-demo") or not shutil.which("go"):
         raise Skip("dqlite-demo or go not installed (Debian packages go-dqlite, golang-go)")
-    make("rnn.so", "autoload", "cluster-client")
+    make("rnn.so", "autoload", "cluster-client", "cluster-node")
     with tempfile.TemporaryDirectory() as tmp:
         r = subprocess.run([os.path.join(ROOT, "tests", "cluster", "run.sh")], capture_output=True, text=True,
                            timeout=120, env=clean_env(CLUSTER_TIMEOUT="2", TMPDIR=tmp))

@@ -5,6 +5,8 @@
 #                        links the system libsqlite3 (dqlite-demo, dqlite) and every connection has rnn_*
 #   make cluster-client  build/rnn-cluster (tests/cluster/main.go, go-dqlite's driver), built offline from
 #                        Debian's Go sources in /usr/share/gocode (GOPATH mode: no module download)
+#   make cluster-node    build/rnn-dqlite-node (tests/cluster/node/main.go): a dqlite node with librnn.a linked in,
+#                        as a Go application embedding dqlite would do it (no LD_PRELOAD, no environment)
 #   make cluster-test    tests/cluster/run.sh: 3 dqlite nodes, 100,000 rows scored, leader killed, old leader
 #                        restarted; prints PASS/FAIL lines and the cluster's and a local file's rows/s
 #   make cluster-bench   the same, scoring 5 times on the cluster and on a local file: the best rows/s of each
@@ -26,13 +28,21 @@ cluster-client: build/rnn-cluster
 build/rnn-cluster: tests/cluster/main.go | build
 	$(GO_ENV) go build -o $@ ./tests/cluster
 
+cluster-node: build/rnn-dqlite-node
+
+# go-dqlite's bindings link with -Wl,-z,now, a flag cgo accepts only when allowed
+build/rnn-dqlite-node: tests/cluster/node/main.go $(STATIC_DIR)/librnn.a | build
+	$(GO_ENV) CGO_LDFLAGS_ALLOW='-Wl,-z,now' go build -o $@ ./tests/cluster/node
+
 check-cluster-deps:
 	$(call check,$(ALL_DEPS))
 
-cluster-test: check-cluster-deps rnn.so build/rnn_autoload.so build/rnn-cluster
+CLUSTER_BUILD = rnn.so build/rnn_autoload.so build/rnn-cluster build/rnn-dqlite-node
+
+cluster-test: check-cluster-deps $(CLUSTER_BUILD)
 	PYTHON=$(PYTHON) tests/cluster/run.sh
 
-cluster-bench: check-cluster-deps rnn.so build/rnn_autoload.so build/rnn-cluster
+cluster-bench: check-cluster-deps $(CLUSTER_BUILD)
 	PYTHON=$(PYTHON) CLUSTER_REPEAT=5 tests/cluster/run.sh
 
-.PHONY: autoload cluster-client check-cluster-deps cluster-test cluster-bench
+.PHONY: autoload cluster-client cluster-node check-cluster-deps cluster-test cluster-bench

@@ -2,9 +2,11 @@
 # tests/cluster/run.sh: sqlite-rnn inside a 3-node dqlite cluster (`make cluster-test` builds what it needs and
 # runs it from the repository root).
 #
-# Starts three dqlite-demo nodes on 127.0.0.1 (free ports, a temporary directory each) with the extension
-# preloaded (build/rnn_autoload.so, GO_DQLITE_MULTITHREAD=1: see ext/autoload.c), each forced onto another CPU
-# path (SQLITE_RNN_KERNEL: node 1 the fastest this CPU has, node 2 avx2, node 3 scalar). Through the cluster
+# Starts three dqlite nodes on 127.0.0.1 (free ports, a temporary directory each): nodes 1 and 2 are Debian's
+# dqlite-demo with the extension preloaded (build/rnn_autoload.so, GO_DQLITE_MULTITHREAD=1: see ext/autoload.c),
+# node 3 is build/rnn-dqlite-node (tests/cluster/node/main.go), a Go program with the extension linked in. Each
+# is forced onto another CPU path (SQLITE_RNN_KERNEL: node 1 the fastest this CPU has, node 2 avx2, node 3
+# scalar). Through the cluster
 # (build/rnn-cluster, go-dqlite's database/sql driver; tests/cluster/workload.sql) it creates rnn_models and
 # readings, stores sql/demo_model.safetensors and ROWS readings, scores them with rnn_predict() OVER on the
 # leader, then INSERT INTO pred SELECT ... rnn_predict() OVER. Then:
@@ -29,6 +31,7 @@ TOTAL=${CLUSTER_TIMEOUT:-240}
 REPEAT=${CLUSTER_REPEAT:-1}   # scoring runs, on the cluster and on the local file (make cluster-bench: 5)
 AUTOLOAD=$ROOT/build/rnn_autoload.so
 CLIENT=$ROOT/build/rnn-cluster
+NODE=$ROOT/build/rnn-dqlite-node
 MODEL=$ROOT/sql/demo_model.safetensors
 PYTHON=${PYTHON:-/usr/bin/python3}
 KERNELS=("" avx2 scalar)     # node 1: the extension's own choice
@@ -36,7 +39,7 @@ KERNELS=("" avx2 scalar)     # node 1: the extension's own choice
 for tool in dqlite dqlite-demo; do
   command -v $tool >/dev/null || { echo "FAIL: cluster-test: $tool not installed (Debian package go-dqlite)"; exit 2; }
 done
-for f in "$AUTOLOAD" "$CLIENT"; do
+for f in "$AUTOLOAD" "$CLIENT" "$NODE"; do
   [ -x "$f" ] || [ -f "$f" ] || { echo "FAIL: cluster-test: $f missing (make cluster-test builds it)"; exit 2; }
 done
 
@@ -98,9 +101,14 @@ NODEPID=("" "" "")
 start_node() {
   local i=$1 join=()
   [ "$i" -gt 0 ] && join=(--join "${ADDR[0]}")
-  GO_DQLITE_MULTITHREAD=1 LD_PRELOAD="$AUTOLOAD" SQLITE_RNN_KERNEL="${KERNELS[$i]}" \
-    dqlite-demo --api "127.0.0.1:${PORTS[$((i + 3))]}" --db "${ADDR[$i]}" -D "$TMP/node$((i + 1))" "${join[@]}" \
-    >>"$TMP/node$((i + 1)).log" 2>&1 &
+  if [ "$i" = 2 ]; then
+    SQLITE_RNN_KERNEL="${KERNELS[$i]}" "$NODE" --db "${ADDR[$i]}" -D "$TMP/node$((i + 1))" "${join[@]}" \
+      >>"$TMP/node$((i + 1)).log" 2>&1 &
+  else
+    GO_DQLITE_MULTITHREAD=1 LD_PRELOAD="$AUTOLOAD" SQLITE_RNN_KERNEL="${KERNELS[$i]}" \
+      dqlite-demo --api "127.0.0.1:${PORTS[$((i + 3))]}" --db "${ADDR[$i]}" -D "$TMP/node$((i + 1))" "${join[@]}" \
+      >>"$TMP/node$((i + 1)).log" 2>&1 &
+  fi
   NODEPID[$i]=$!
   PIDS+=($!)
 }
