@@ -12,7 +12,8 @@
 //	rnn-cluster -s A,B,C hash                the hash of the pred table, and the leader's kernel
 //	rnn-cluster -s A,B,C live                the hash of predictions computed now, on the leader
 //
-// Every request runs under a deadline (-timeout). A hash is the SHA-256 of one line per row, "id %016x\n" with
+// Every request runs under a deadline (-timeout). The SQL commands use one connection, set up first by the
+// workload's "connection" statement (PRAGMA cache_spill = OFF: see there). A hash is the SHA-256 of one line per row, "id %016x\n" with
 // the float64 bits of the prediction ("null" for NULL), in id order: equal hashes mean bit-identical rows.
 // tests/cluster/local.py writes the same lines for a local file. The SQL is in tests/cluster/workload.sql.
 package main

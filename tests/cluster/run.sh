@@ -6,14 +6,13 @@
 # dqlite-demo with the extension preloaded (build/rnn_autoload.so, GO_DQLITE_MULTITHREAD=1: see ext/autoload.c),
 # node 3 is build/rnn-dqlite-node (tests/cluster/node/main.go), a Go program with the extension linked in. Each
 # is forced onto another CPU path (SQLITE_RNN_KERNEL: node 1 the fastest this CPU has, node 2 avx2, node 3
-# scalar). Through the cluster
-# (build/rnn-cluster, go-dqlite's database/sql driver; tests/cluster/workload.sql) it creates rnn_models and
-# readings, stores sql/demo_model.safetensors and ROWS readings, scores them with rnn_predict() OVER on the
-# leader, then INSERT INTO pred SELECT ... rnn_predict() OVER. Then:
+# scalar). Through the cluster (build/rnn-cluster, go-dqlite's database/sql driver; tests/cluster/workload.sql)
+# it creates rnn_models and readings, stores sql/demo_model.safetensors and ROWS readings, scores them with
+# rnn_predict() OVER on the leader, then INSERT INTO pred SELECT ... rnn_predict() OVER. Then:
 #   1. kills the leader (SIGKILL, by pid); the new leader must return every pred row, bit for bit (a SHA-256 of
 #      the ids and float64 bits), and recompute the very same bits itself on its own CPU path;
 #   2. the new leader rewrites pred while the old node is down;
-#   3. restarts the old node, makes it the leader again, and it must hold the rewritten rows bit for bit.
+#   3. restarts the old node, makes it the leader again, and it must hold the rewritten rows bit for bit;
 #   4. makes the third node the leader: it too must recompute the same bits (so every node's CPU path has).
 # It also asks the dqlite shell (`dqlite -s ADDRESS rnn "SQL"`) for rnn_version(), the path README shows users,
 # and scores the same rows in a local file (tests/cluster/local.py) for the throughput comparison.
@@ -159,6 +158,8 @@ OLD=$(node_of "$LEADER")
 [ -n "$OLD" ] || fail "leader $LEADER is none of $SERVERS"
 kill -KILL "${NODEPID[$OLD]}"
 wait "${NODEPID[$OLD]}" 2>/dev/null
+# reaped: its pid may be reused by now, so cleanup must not signal it
+for i in "${!PIDS[@]}"; do [ "${PIDS[$i]}" = "${NODEPID[$OLD]}" ] && unset "PIDS[$i]"; done
 pass "killed the leader $LEADER (pid ${NODEPID[$OLD]}, SIGKILL)"
 NEW=$(client 60 wait 3) || fail "no new leader in time after killing $LEADER"
 [ "$NEW" != "$LEADER" ] || fail "the killed node $LEADER is still reported leader"
