@@ -1,6 +1,6 @@
 # sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test (but node-test).
 # Targets: all (rnn.so), demo, test, bench, clean, deps (installs Debian packages; nothing else does),
-# static, install, uninstall, node-test (tests/ecosystem.mk),
+# static, install, uninstall, node-test (tests/ecosystem.mk), autoload, cluster-test (tests/cluster/cluster.mk),
 # sanitize, valgrind, fuzz, oomtest, threadtest (tests/reliability.mk).
 
 CC      ?= cc
@@ -61,6 +61,9 @@ build/test_kernels: tests/test_kernels.c $(KERN_OBJ) $(HDR)
 # python3-torch (live PyTorch checks; committed fixtures cover its absence), nodejs and npm (make node-test).
 DEMO_DEPS = gcc libc6-dev make libsqlite3-dev sqlite3 gnuplot-nox
 TEST_DEPS = $(DEMO_DEPS) python3 python3-pytest
+# make cluster-test (tests/cluster/cluster.mk): dqlite's programs, Go and go-dqlite's sources
+CLUSTER_DEPS = go-dqlite golang-go golang-github-canonical-go-dqlite-dev libdqlite-dev
+ALL_DEPS = $(strip $(TEST_DEPS) $(CLUSTER_DEPS))
 
 # $(call missing,PACKAGES): shell code that sets $missing to those of PACKAGES dpkg does not list as installed.
 missing = missing=""; for p in $(1); do \
@@ -74,8 +77,8 @@ check = @if ! command -v dpkg-query >/dev/null; then echo "no dpkg-query (not De
 	  exit 1; fi; fi
 
 deps:
-	@$(call missing,$(TEST_DEPS)); \
-	if [ -z "$$missing" ]; then echo "all Debian packages installed: $(TEST_DEPS)"; \
+	@$(call missing,$(ALL_DEPS)); \
+	if [ -z "$$missing" ]; then echo "all Debian packages installed: $(ALL_DEPS)"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing Debian packages:$$missing"; \
@@ -121,3 +124,5 @@ bench: check-python rnn.so build/bench_kernels
 include tests/ecosystem.mk
 # sanitize, valgrind, fuzz, oomtest, threadtest
 include tests/reliability.mk
+# autoload, cluster-client, cluster-test
+include tests/cluster/cluster.mk
