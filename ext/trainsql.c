@@ -15,8 +15,8 @@
 **  2. The result is a pure function of spec (params.c rule 2): DETERMINISTIC
 **     and INNOCUOUS; a BLOB longer than SQLite's length limit is refused before
 **     anything is allocated for it.
-**  3. rnn_grad_internal is for tests only (README "Training"): DIRECTONLY,
-**     undocumented as an API, its batch and result formats may change.
+**  3. rnn_grad_internal and rnn_params_internal are for the tests only (README
+**     "Training"): DIRECTONLY, not an API, their formats may change.
 */
 #include "train.h"
 #include "json.h"
@@ -311,4 +311,40 @@ void rnn_grad_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv
     return;
   }
   sqlite3_result_text(ctx, out, -1, sqlite3_free);
+}
+
+/* rnn_params_internal(model BLOB, meta TEXT or NULL) -> BLOB: the model's
+** parameters read back (rnn_params_from_model) and written again
+** (rnn_params_to_blob) with metadata meta; internal, for the tests (rule 3). */
+void rnn_params_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  rnn_err err = {SQLITE_OK, NULL};
+  rnn_model *m = NULL;
+  rnn_params *p = NULL;
+  unsigned char *blob = NULL;
+  size_t n = 0;
+  (void)argc;
+  int mt = sqlite3_value_type(argv[1]);
+  if (sqlite3_value_type(argv[0]) != SQLITE_BLOB || (mt != SQLITE_TEXT && mt != SQLITE_NULL)) {
+    rnn_result_errorf(ctx, "rnn_params_internal(): expects a model BLOB and metadata JSON text or NULL");
+    return;
+  }
+  const unsigned char *b = sqlite3_value_blob(argv[0]);
+  size_t nb = (size_t)sqlite3_value_bytes(argv[0]);
+  const char *meta = (const char *)sqlite3_value_text(argv[1]);
+  if (!b || (mt == SQLITE_TEXT && !meta)) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (!rnn_model_load(b, nb, &m, &err) && !rnn_params_from_model(m, &p, &err) &&
+      !rnn_params_to_blob(p, meta, &blob, &n, &err)) {
+    sqlite3_result_blob64(ctx, blob, n, sqlite3_free);
+    blob = NULL;
+  }
+  rnn_model_free(m);
+  rnn_params_free(p);
+  sqlite3_free(blob);
+  if (err.rc) {
+    rnn_err_prefix(&err, "rnn_params_internal(): ");
+    rnn_err_result(ctx, &err);
+  }
 }
