@@ -35,6 +35,7 @@ SQLITE_EXTENSION_INIT3
 /* One layer's weights and their gradient accumulators (NULL: no such tensor). */
 typedef struct glayer {
   const float *wih, *whh, *bih, *bhh, *whr;
+  const float *tih, *thh, *thr;   /* wih, whh, whr transposed (forward pass) */
   double *gwih, *gwhh, *gbih, *gbhh, *gwhr;
   int in;
 } glayer;
@@ -45,6 +46,8 @@ typedef struct gctx {
   int cell, I, H, hout, L, GH, O, S, proj, hidden_act, out_act;
   glayer ly[RNN_MAX_TRAIN_LAYERS];
   const float *fw, *fb;   /* head fc (or the seed's i2o): [O][width], [O]; fw NULL: no head */
+  const float *tfw;       /* fw transposed */
+  float *wt;              /* [n]: p->w with every matrix transposed */
   double *gfw, *gfb;
   float *tape;            /* [T][L][S]: per step and layer h, c, gates (see slot offsets) */
   float *init;            /* [L][S]: h and c before step 0 */
@@ -70,13 +73,17 @@ static float *slot(const gctx *c, int t, int l) {
 
 static float sigm(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* y[j] = (b ? b[j] : 0) + sum_k w[j][k] x[k], j < rows, in float. */
-static void affine(float *y, const float *w, const float *b, const float *x, int rows, int cols) {
-  for (int j = 0; j < rows; j++) {
-    float s = b ? b[j] : 0.0f;
-    const float *wr = w + (size_t)j * cols;
-    for (int k = 0; k < cols; k++) s += wr[k] * x[k];
-    y[j] = s;
+/* y[j] = (b ? b[j] : 0) + sum_k w[j][k] x[k], j < rows, in float, from wt =
+** w transposed ([cols][rows]): each y[j] adds its terms in the order k = 0, 1,
+** ... as a row-by-row loop would, bit for bit, while the inner loop over j is
+** independent per element and vectorises. Hot. */
+static void affine(float *restrict y, const float *restrict wt, const float *restrict b, const float *restrict x,
+                   int rows, int cols) {
+  if (b) memcpy(y, b, sizeof(float) * (size_t)rows);
+  else memset(y, 0, sizeof(float) * (size_t)rows);
+  for (int k = 0; k < cols; k++) {
+    const float xk = x[k], *wr = wt + (size_t)k * rows;
+    for (int j = 0; j < rows; j++) y[j] += wr[j] * xk;
   }
 }
 
@@ -86,8 +93,8 @@ static void cell_fwd(gctx *c, int t, int l, const float *in) {
   const int H = c->H;
   float *sl = slot(c, t, l), *pv = slot(c, t - 1, l), *h = sl, *gt = sl + SLOT_GATES(c);
   float *gi = c->gi, *gh = c->gh;
-  affine(gi, w->wih, w->bih, in, c->GH, w->in);
-  affine(gh, w->whh, w->bhh, pv, c->GH, c->hout);
+  affine(gi, w->tih, w->bih, in, c->GH, w->in);
+  affine(gh, w->thh, w->bhh, pv, c->GH, c->hout);
   if (c->cell == CELL_RNN_TANH || c->cell == CELL_RNN_RELU) {
     for (int j = 0; j < H; j++) {
       float a = gi[j] + gh[j];
@@ -115,7 +122,7 @@ static void cell_fwd(gctx *c, int t, int l, const float *in) {
       cc[j] = f * cp[j] + i * g;
       m[j] = o * tanhf(cc[j]);
     }
-    if (c->proj) affine(h, w->whr, NULL, m, c->proj, H);
+    if (c->proj) affine(h, w->thr, NULL, m, c->proj, H);
   }
 }
 
@@ -125,13 +132,13 @@ static void seed_fwd(gctx *c, int t, const float *x, float *xh) {
   float *h = slot(c, t, 0);
   memcpy(xh, x, sizeof(float) * (size_t)I);
   memcpy(xh + I, slot(c, t - 1, 0), sizeof(float) * (size_t)H);
-  affine(h, c->ly[0].wih, c->ly[0].bih, xh, H, I + H);
+  affine(h, c->ly[0].tih, c->ly[0].bih, xh, H, I + H);
   for (int j = 0; j < H; j++) {
     float a = h[j];
     h[j] = c->hidden_act == ACT_TANH ? tanhf(a) : c->hidden_act == ACT_SIGMOID ? sigm(a)
          : c->hidden_act == ACT_RELU ? (a < 0.0f ? 0.0f : a) : a;
   }
-  affine(c->z, c->fw, c->fb, xh, c->O, I + H);
+  affine(c->z, c->tfw, c->fb, xh, c->O, I + H);
 }
 
 /* dz[0..O) of MSE on out_act(z) against y: adds the squared errors to the loss. */
@@ -202,7 +209,7 @@ static void seq_fwd(gctx *c, int s, float *xh) {
     }
     if (c->cell != CELL_SEED) {
       const float *top = slot(c, t, c->L - 1);
-      if (c->fw) affine(c->z, c->fw, c->fb, top, O, c->hout);
+      if (c->fw) affine(c->z, c->tfw, c->fb, top, O, c->hout);
       else memcpy(c->z, top, sizeof(float) * (size_t)O);
     }
     double *dz = c->dz + (size_t)t * O;
@@ -348,6 +355,7 @@ static void bind(gctx *c, const rnn_params *p, double *g) {
   c->out_act = s->out_act;
   c->S = s->cell == CELL_LSTM ? c->hout + 5 * c->H + (c->proj ? c->H : 0) : s->cell == CELL_GRU ? 5 * c->H : c->H;
 #define NEXT(wp, gp) (wp = p->w + p->t[i].off, gp = g ? g + p->t[i].off : NULL, i++)
+#define TRANS(wp) (c->wt ? c->wt + (wp - p->w) : NULL)
   for (int l = 0; l < c->L; l++) {
     glayer *w = &c->ly[l];
     memset(w, 0, sizeof(*w));
@@ -357,12 +365,33 @@ static void bind(gctx *c, const rnn_params *p, double *g) {
     if (s->bias) NEXT(w->bih, w->gbih);
     if (s->bias && s->cell != CELL_SEED) NEXT(w->bhh, w->gbhh);
     if (s->proj) NEXT(w->whr, w->gwhr);
+    w->tih = TRANS(w->wih);
+    w->thh = w->whh ? TRANS(w->whh) : NULL;
+    w->thr = w->whr ? TRANS(w->whr) : NULL;
   }
   c->fw = c->fb = NULL;
   c->gfw = c->gfb = NULL;
   if (s->n_out) NEXT(c->fw, c->gfw);
   if (s->n_out && s->bias) NEXT(c->fb, c->gfb);
+  c->tfw = c->fw ? TRANS(c->fw) : NULL;
+#undef TRANS
 #undef NEXT
+}
+
+/* c->wt: p->w with every matrix transposed, vectors copied (params.c rule 1). */
+static void transpose_all(gctx *c, const rnn_params *p) {
+  for (int i = 0; i < p->n_tensors; i++) {
+    const rnn_tensor *t = &p->t[i];
+    const float *w = p->w + t->off;
+    float *o = c->wt + t->off;
+    if (strstr(t->name, "bias")) {
+      memcpy(o, w, sizeof(float) * (size_t)t->rows);
+      continue;
+    }
+    for (int j = 0; j < t->rows; j++) {
+      for (int k = 0; k < t->cols; k++) o[(size_t)k * t->rows + j] = w[(size_t)j * t->cols + k];
+    }
+  }
 }
 
 /* Rule 2 and the targets: lengths, labels; sets c->inv_n (1 / counted terms). */
@@ -397,7 +426,7 @@ static int carve(gctx *c, const rnn_params *p, int T, void **mem, rnn_err *err) 
   const uint64_t L = (uint64_t)c->L, S = (uint64_t)c->S, O = (uint64_t)c->O, GH = (uint64_t)c->GH;
   const uint64_t IH = (uint64_t)c->I + (uint64_t)c->H;
   uint64_t nd = p->n + (uint64_t)T * O + L * (uint64_t)c->hout + L * (uint64_t)c->H + 2 * GH + IH + 2 * O;
-  uint64_t nf = ((uint64_t)T + 1) * L * S + 2 * GH + O + IH + (uint64_t)T;
+  uint64_t nf = ((uint64_t)T + 1) * L * S + 2 * GH + O + IH + (uint64_t)T + p->n;
   if (2 * nd + nf > RNN_MAX_TRAIN_WORK) {
     return rnn_err_set(err, "batch needs %llu floats of work memory, more than the limit %u: use shorter windows",
                        (unsigned long long)(2 * nd + nf), RNN_MAX_TRAIN_WORK);
@@ -424,7 +453,8 @@ static int carve(gctx *c, const rnn_params *p, int T, void **mem, rnn_err *err) 
   c->gi = c->init + L * S;
   c->gh = c->gi + GH;
   c->z = c->gh + GH;
-  c->counted = (int *)(c->z + O + IH);  /* xh: the IH floats after z */
+  c->wt = c->z + O + IH;  /* xh: the IH floats after z */
+  c->counted = (int *)(c->wt + p->n);
   return SQLITE_OK;
 }
 
@@ -468,6 +498,7 @@ int rnn_loss_grad(const rnn_params *p, const rnn_batch *b, float *grad, double *
   bind(&c, p, NULL);
   if (check_batch(&c, b, err)) return err->rc;
   if (carve(&c, p, b->T, &mem, err)) return err->rc;
+  transpose_all(&c, p);
   bind(&c, p, c.g);
   float *xh = c.z + c.O;
   for (int s = 0; s < b->B; s++) {
