@@ -59,6 +59,7 @@ typedef struct gctx {
   double *oscr;           /* [2 * O] */
   float *gi, *gh, *z;     /* [GH], [GH], [O] */
   double loss, inv_n;
+  uint64_t n_targets;     /* the terms the loss averages */
 } gctx;
 
 /* Offsets in a tape slot: h [hout] first; LSTM: c [H], gates [4H], m [H];
@@ -417,8 +418,20 @@ static int check_batch(gctx *c, const rnn_batch *b, rnn_err *err) {
       n += lab >= 0;
     }
   }
+  c->n_targets = n;
   c->inv_n = n ? 1.0 / (double)n : 0.0;
   return SQLITE_OK;
+}
+
+uint64_t rnn_batch_targets(const rnn_params *p, const rnn_batch *b) {
+  gctx c;
+  rnn_err err = {SQLITE_OK, NULL};
+  memset(&c, 0, sizeof(c));
+  c.p = p;
+  bind(&c, p, NULL);
+  int rc = check_batch(&c, b, &err);
+  sqlite3_free(err.msg);
+  return rc ? 0 : c.n_targets;
 }
 
 /* Carve the work area (rule 4): doubles first, then floats, then ints. */

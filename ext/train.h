@@ -87,6 +87,10 @@ int rnn_loss_grad(const rnn_params *p, const rnn_batch *b, float *grad, double *
 /* SQLITE_OK if spec s is one rnn_params_init accepts (sizes within the
 ** loader's limits, proj only for LSTM, ...), else SQLITE_ERROR with the rule. */
 int rnn_spec_check(const rnn_spec *s, rnn_err *err);
+/* The terms rnn_loss_grad's mean loss divides by: MSE target elements of the
+** counted steps, or labels other than -1 (0 for a batch it would refuse). A
+** driver weights batch losses by it. */
+uint64_t rnn_batch_targets(const rnn_params *p, const rnn_batch *b);
 /* Floats of the parameters of a checked spec (rnn_params.n), without allocating. */
 uint64_t rnn_spec_floats(const rnn_spec *s);
 /* The generator of README "Training": advances *state, returns the next value.

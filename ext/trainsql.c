@@ -177,7 +177,7 @@ done:
 ** batch: {"T": steps, "len": [B], "x": [B*T*I], "target": "step"|"last",
 **         "loss": "mse"|"cross_entropy", "y": [B*T*O or B*O], "label": [B*T or B],
 **         "h0": [B*state] (optional)}
-** result: {"loss": L, "grad": [n floats in tensor order], "hT": [B*state]} */
+** result: {"loss": L, "targets": rnn_batch_targets, "grad": [n floats in tensor order], "hT": [B*state]} */
 
 /* Array member `key` of exactly want numbers into a new float or int buffer. */
 static void *batch_array(const rnn_json_doc *d, const char *key, uint64_t want, int ints, int required, rnn_err *err) {
@@ -268,7 +268,7 @@ static int grad_run(const rnn_model *m, const char *z, size_t nz, char **out, rn
   }
   if (rnn_loss_grad(p, &b, grad, &loss, hT, err)) goto done;
   sqlite3_str *s = sqlite3_str_new(NULL);
-  sqlite3_str_appendf(s, "{\"loss\":%.17g", loss);
+  sqlite3_str_appendf(s, "{\"loss\":%.17g,\"targets\":%llu", loss, (unsigned long long)rnn_batch_targets(p, &b));
   append_floats(s, "grad", grad, p->n);
   append_floats(s, "hT", hT, nh);
   sqlite3_str_appendchar(s, 1, '}');

@@ -266,6 +266,20 @@ def test_steps_beyond_len_do_not_count():
     assert grad_of(con, blob, batch) == a
 
 
+def test_batch_targets():
+    """rnn_batch_targets, the count the mean loss divides by: MSE elements of counted steps, CE labels but -1."""
+    con = connect()
+    blob = init(con, {"cell": "gru", "input_size": 1, "hidden_size": 2, "output_size": 3})
+    x = {"T": 3, "len": [3, 1], "x": [1, 2, 3, 4, 5, 6]}
+    for batch, want in [
+        (dict(x, target="step", loss="mse", y=[0.5] * 18), 12),
+        (dict(x, target="last", loss="mse", y=[0.5] * 6), 6),
+        (dict(x, target="step", loss="cross_entropy", label=[0, -1, 2, 1, 1, 1]), 3),
+        (dict(x, target="last", loss="cross_entropy", label=[-1, 2]), 1),
+    ]:
+        assert grad_of(con, blob, batch)["targets"] == want, batch
+
+
 def test_grad_internal_is_direct_only():
     con = connect()
     blob = init(con, {"cell": "gru", "input_size": 1, "hidden_size": 2})
