@@ -400,3 +400,35 @@ def test_params_blob_metadata():
         "rnn_params_internal(): metadata must be a JSON object")
     assert error_of(con, "SELECT rnn_params_internal(?, '{')", (blob,)).startswith(
         "rnn_params_internal(): metadata is not valid JSON: ")
+
+
+def test_init_equals_the_exporters_blob():
+    """With torch: the nn.RNN/LSTM/GRU (+ nn.Linear head) holding rnn_init's weights, exported by
+    sqlite_rnn.to_blob, is rnn_init's BLOB byte for byte."""
+    if not have_torch():
+        raise Skip("torch not installed")
+    import sys
+    import torch
+    from rnnlib import ROOT
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    import sqlite_rnn
+    con = connect()
+    for spec in SPECS:
+        if spec["cell"] == "seed":
+            continue
+
+        def case(spec=spec):
+            s = gen_grad.full_spec(spec)
+            m = gen_grad._module(s, torch.float32)
+            head = None
+            if s["output_size"]:
+                head = torch.nn.Linear(s["proj_size"] or s["hidden_size"], s["output_size"], bias=s["bias"])
+                vals = {name: (shape, v) for name, shape, v in gen_grad.init_tensors(spec)}
+                with torch.no_grad():
+                    for n, prm in head.named_parameters():
+                        prm.copy_(torch.tensor(vals["fc." + n][1]).reshape(vals["fc." + n][0]))
+            md = {"cell": s["cell"]}  # first, as rnn_init orders its metadata
+            if s["output_activation"] != "none":
+                md["output_activation"] = s["output_activation"]
+            assert sqlite_rnn.to_blob(m, head=head, **md) == init(con, spec)
+        yield json.dumps(spec), case
