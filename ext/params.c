@@ -376,6 +376,11 @@ int rnn_params_to_blob(const rnn_params *p, const char *meta, unsigned char **bl
     return code == SQLITE_TOOBIG ? rnn_err_set(err, "model header too large") : rnn_err_nomem(err);
   }
   size_t hlen = (size_t)sqlite3_str_length(s);
+  if (hlen > RNN_MAX_HEADER) {
+    sqlite3_free(sqlite3_str_finish(s));
+    return rnn_err_set(err, "model header of %llu bytes (metadata included) is more than the limit %u",
+                       (unsigned long long)hlen, RNN_MAX_HEADER);
+  }
   char *h = sqlite3_str_finish(s);
   size_t total = 8 + hlen + 4 * p->n;
   unsigned char *out = sqlite3_malloc64(total);
