@@ -6,8 +6,10 @@ Regenerate (needs torch; the result is committed, so tests/test_grad.py runs wit
 
 Each case is a model spec for rnn_init (README "Training") and a mini-batch in the format of the internal SQL
 function rnn_grad_internal (ext/trainsql.c): {"T", "len", "x", "target", "loss", "y" or "label", "h0"}. The
-record holds torch's float32 autograd result for the model rnn_init builds from the spec:
-    {"name", "spec", "batch", "loss", "grad": {tensor name: flat row-major list}, "hT": [...]}.
+record holds torch's float32 autograd result for the model rnn_init builds from the spec, and the gradients
+torch computes in float64 from the same float32 weights and inputs (how far torch's own float32 result is from
+them is allowed on top of the tolerance: test_grad.py):
+    {"name", "spec", "batch", "loss", "grad": {tensor name: flat row-major list}, "grad64": {...}, "hT": [...]}.
 Floats keep 9 significant digits (float32 round-trips).
 
 Without torch this module still gives what the tests need: init_tensors/init_blob, a reimplementation of rnn_init's
@@ -294,11 +296,14 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.join(here, "fixtures", "grad", "cases.json"))
     args = ap.parse_args()
+    import torch
     records = []
     for name, spec, batch in random_cases(20261203, 90):
         loss, grads, hT = torch_reference(spec, batch)
+        grads64 = torch_reference(spec, batch, torch.float64)[1]
         records.append({"name": name, "spec": spec, "batch": batch, "loss": r9(loss),
-                        "grad": {k: [r9(v) for v in g] for k, g in grads.items()}, "hT": [r9(v) for v in hT]})
+                        "grad": {k: [r9(v) for v in g] for k, g in grads.items()},
+                        "grad64": {k: [r9(v) for v in g] for k, g in grads64.items()}, "hT": [r9(v) for v in hT]})
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(records, f, separators=(",", ":"))
