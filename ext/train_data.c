@@ -210,8 +210,7 @@ static int label_of(sqlite3_stmt *st, int64_t r, int c, const train_data *d, con
 }
 
 /* Room for one more row and series (rule 4). */
-static int grow(train_data *d, rnn_err *err) {
-  const int per = d->n_in + (d->y ? d->n_out : 0);
+static int grow(train_data *d, int regress, rnn_err *err) {
   if (d->rows < d->cap && d->n_series + 1 < d->cap) return SQLITE_OK;
   if ((d->rows + 1) * (int64_t)(d->n_in + d->n_tcol) > RNN_TRAIN_MAX_VALUES) {
     return rnn_err_set(err, TRAIN_FN "(): the query returns more than %d values (rows x (features + targets)): "
@@ -220,13 +219,13 @@ static int grow(train_data *d, rnn_err *err) {
   int64_t cap = d->cap ? d->cap * 2 : 1024;
   float *x = sqlite3_realloc64(d->x, (size_t)cap * (size_t)d->n_in * sizeof(float));
   if (x) d->x = x;
-  float *y = per > d->n_in ? sqlite3_realloc64(d->y, (size_t)cap * (size_t)d->n_out * sizeof(float)) : d->y;
+  float *y = regress ? sqlite3_realloc64(d->y, (size_t)cap * (size_t)d->n_out * sizeof(float)) : d->y;
   if (y) d->y = y;
   int64_t *s = sqlite3_realloc64(d->start, (size_t)(cap + 1) * sizeof(int64_t));
   if (s) d->start = s;
   int *l = sqlite3_realloc64(d->label, (size_t)(cap + 1) * sizeof(int));
   if (l) d->label = l;
-  if (!x || (per > d->n_in && !y) || !s || !l) return rnn_err_nomem(err);
+  if (!x || (regress && !y) || !s || !l) return rnn_err_nomem(err);
   d->cap = cap;
   return SQLITE_OK;
 }
@@ -235,7 +234,7 @@ static int grow(train_data *d, rnn_err *err) {
 static int read_row(sqlite3_stmt *st, train_data *d, const train_opts *o, const rnn_model *m,
                     sqlite3_value **prev_key, sqlite3_value **prev_ord, rnn_err *err) {
   const int64_t r = d->rows + 1;
-  if (grow(d, err) != SQLITE_OK) return err->rc;
+  if (grow(d, o->task == TASK_REGRESS, err) != SQLITE_OK) return err->rc;
   sqlite3_value *key = sqlite3_column_value(st, 0), *ord = sqlite3_column_value(st, 1);
   int fresh = !*prev_key || !same_value(*prev_key, key);
   if (!fresh && same_value(*prev_ord, ord)) {
@@ -254,7 +253,7 @@ static int read_row(sqlite3_stmt *st, train_data *d, const train_opts *o, const 
   }
   if (fresh) d->start[d->n_series++] = d->rows;
   if (o->task == TASK_CLASSIFY) {
-    int k;
+    int k = 0;
     if (label_of(st, r, 2 + d->n_in, d, o, m, &k, err) != SQLITE_OK) return err->rc;
     if (fresh) d->label[d->n_series - 1] = k;
     else if (d->label[d->n_series - 1] != k) {
