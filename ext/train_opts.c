@@ -30,7 +30,7 @@ static const char *const known[] = {
 /* The value given, for messages: a number, a quoted string, or its kind. */
 static const char *shown(const rnn_json_node *v, char *buf, size_t n) {
   switch (v->type) {
-    case RNN_JSON_NUMBER: sqlite3_snprintf((int)n, buf, "%!.15g", v->num); return buf;
+    case RNN_JSON_NUMBER: sqlite3_snprintf((int)n, buf, "%.15g", v->num); return buf;
     case RNN_JSON_STRING: {
       char *z = rnn_mprintf("%.40U", v->str, v->n);
       sqlite3_snprintf((int)n, buf, "%s", z ? z : "a string");
@@ -211,8 +211,8 @@ static int opts_check(train_opts *o, int has_loss, int has_split, rnn_err *err) 
 
 void train_json_number(sqlite3_str *s, double x) {
   char buf[40];
-  for (int p = 15; p <= 17; p++) {
-    sqlite3_snprintf(sizeof(buf), buf, "%!.*g", p, x);
+  for (int p = 15; p <= 17; p++) { /* '!' (more than 16 digits) only when needed: it also writes 1.0 for 1 */
+    sqlite3_snprintf(sizeof(buf), buf, p == 15 ? "%.*g" : "%!.*g", p, x);
     rnn_json_doc d;
     rnn_err e = {SQLITE_OK, NULL};
     if (rnn_json_parse(buf, strlen(buf), &d, &e) != SQLITE_OK) {
