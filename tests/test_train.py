@@ -294,6 +294,7 @@ def test_metadata():
     rows = _rows(con, opts, cols="train_loss, val_loss")
     md = st.loads(_final(con, opts))[1]
     assert md["cell"] == "gru" and md["readout"] == "last_output"
+    assert "warnings" not in json.loads(one(con, "SELECT rnn_info(?)", (_final(con, opts),)))
     o = json.loads(md["train_options"])
     assert o == {"task": "next", "loss": "mse", "epochs": 2, "lr": 0.02, "betas": [0.9, 0.999], "eps": 1e-08,
                  "weight_decay": 0.0, "batch_size": 16, "window": 64, "clip": 0.0, "standardize": True,
