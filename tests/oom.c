@@ -289,6 +289,14 @@ static const test tests[] = {
    "(SELECT group_concat(output) FROM rnn_forecast('g', NULL, 3, rnn_step('g', NULL, 0.5)))", -1},
   {"error: state of another model", "SELECT rnn_output('r', rnn_step('g', NULL, 1))", -1},
   {"error: bidirectional state", "SELECT rnn_step('b', NULL, 1)", -1},
+  {"train rnn_init", "SELECT hex(rnn_init('{\"cell\":\"lstm\",\"input_size\":2,\"hidden_size\":3,\"proj_size\":2,"
+   "\"num_layers\":2,\"output_size\":2,\"seed\":4}'))", -1},
+  {"error: train rnn_init spec", "SELECT rnn_init('{\"cell\":\"gru\",\"input_size\":1,\"hidden_size\":2,\"x\":1}')", -1},
+  {"train rnn_grad_internal",
+   "SELECT rnn_grad_internal(rnn_init('{\"cell\":\"gru\",\"input_size\":1,\"hidden_size\":3,\"num_layers\":2,"
+   "\"output_size\":2}'), '{\"T\":3,\"len\":[3,2],\"x\":[1,2,3,4,5,6],\"loss\":\"cross_entropy\",\"label\":[0,1,-1,1,0,0]}')", -1},
+  {"train rnn_params_internal",
+   "SELECT hex(rnn_params_internal(?1, '{\"note\":[1,2],\"input_mean\":\"[0, 1]\"}'))", M_L},
 };
 
 /* ---- the driver ----------------------------------------------------------- */
