@@ -7,9 +7,10 @@
   - same inputs and seed give the same BLOB byte for byte;
   - an interrupt (progress handler) stops the call; keep_on_interrupt keeps the best model so far;
   - classify with TEXT labels;
-  - one and two Adam steps with clipping and weight decay equal torch.optim.Adam + clip_grad_norm_ (live with
-    torch, else the committed fixture tests/fixtures/train_adam.json, which `python3 tests/test_train.py`
-    regenerates with torch);
+  - one and two Adam steps with clipping and weight decay equal torch.optim.Adam + clip_grad_norm_, and three
+    epochs of a 'next' LSTM (windows, shuffle, batches, standardisation as README "Training" says) equal a torch
+    replica (1.2e-7 here; tests allow 1e-6 and 1e-5); live with torch, else the committed fixture
+    tests/fixtures/train_adam.json, which `python3 tests/test_train.py` regenerates with torch;
   - a GRU learns a sine ('next'): the loss falls.
 """
 import json
@@ -436,12 +437,117 @@ def test_adam_step_against_torch():
         yield "%d step%s" % (steps, "s" if steps > 1 else ""), case
 
 
+# ---- windows, batches, shuffle and standardisation against torch -----------------------------------------------
+
+BATCH_SPEC = {"cell": "lstm", "input_size": 2, "hidden_size": 3, "output_size": 2, "seed": 9}
+BATCH_OPTS = {"task": "next", "epochs": 3, "lr": 0.03, "window": 4, "batch_size": 3, "seed": 5, "val_fraction": 0,
+              "clip": 0.5}
+BATCH_ROWS = [(s, t, math.sin(0.7 * t + s), 2 + math.cos(0.4 * t) * (1 + s)) for s, n in ((0, 9), (1, 6))
+              for t in range(n)]
+
+
+def _splitmix64(state):
+    state = (state + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return state, z ^ (z >> 31)
+
+
+def _batches_torch(init, opts):
+    """README "Training" step by step in torch: standardise with the float32 mean and population std, cut each
+    series into windows of `window` (input t, target t + 1), shuffle the window list every epoch (Fisher-Yates,
+    splitmix64 seeded once), batches of batch_size, MSE over counted targets, clip, Adam. Returns the weights
+    and the per-epoch train losses."""
+    import torch
+    t0 = st.loads(init)[0]
+    lstm, fc = torch.nn.LSTM(2, 3, batch_first=True), torch.nn.Linear(3, 2)
+    lstm.load_state_dict({k[4:]: torch.tensor(v[2]).reshape(v[1]) for k, v in t0.items() if k.startswith("rnn.")})
+    fc.load_state_dict({k[3:]: torch.tensor(v[2]).reshape(v[1]) for k, v in t0.items() if k.startswith("fc.")})
+    params = list(lstm.parameters()) + list(fc.parameters())
+    opt = torch.optim.Adam(params, lr=opts["lr"])
+    x = torch.tensor([[r[2], r[3]] for r in BATCH_ROWS], dtype=torch.float64)
+    mean = x.mean(0).float()
+    std = ((x - x.mean(0)) ** 2).mean(0).sqrt().float()
+    xs = (x.float() - mean) / std
+    windows = []
+    start = 0
+    for s, n in ((0, 9), (1, 6)):
+        for t in range(0, n - 1, opts["window"]):
+            length = min(opts["window"], n - 1 - t)
+            windows.append((start + t, length))
+        start += n
+    state, losses = opts["seed"], []
+    for _ in range(opts["epochs"]):
+        order = list(range(len(windows)))
+        for i in range(len(order) - 1, 0, -1) if opts["shuffle"] else ():
+            state, r = _splitmix64(state)
+            j = r % (i + 1)
+            order[i], order[j] = order[j], order[i]
+        total_epoch, count_epoch = 0.0, 0
+        for b in range(0, len(order), opts["batch_size"]):
+            opt.zero_grad()
+            total, count = 0, 0
+            for w in order[b:b + opts["batch_size"]]:
+                a, length = windows[w]
+                out = fc(lstm(xs[a:a + length].unsqueeze(0))[0])
+                total = total + ((out - xs[a + 1:a + 1 + length].unsqueeze(0)) ** 2).sum()
+                count += length * 2
+            loss = total / count
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, opts["clip"])
+            opt.step()
+            total_epoch += loss.item() * count
+            count_epoch += count
+        losses.append(total_epoch / count_epoch)
+    out = {"rnn." + k: v.detach().reshape(-1).tolist() for k, v in lstm.state_dict().items()}
+    out.update({"fc." + k: v.detach().reshape(-1).tolist() for k, v in fc.state_dict().items()})
+    return out, losses, mean.tolist(), std.tolist()
+
+
+def _batches_ours(opts):
+    con = connect()
+    con.execute("CREATE TABLE d(k, t, a, b)")
+    con.executemany("INSERT INTO d VALUES (?, ?, ?, ?)", BATCH_ROWS)
+    init = one(con, "SELECT rnn_init(?)", (json.dumps(BATCH_SPEC),))
+    rows = con.execute("SELECT train_loss, model FROM rnn_train(?, 'SELECT * FROM d', ?)",
+                       (init, json.dumps(opts))).fetchall()
+    tensors, md = st.loads(rows[-1][1])
+    return init, {k: v[2] for k, v in tensors.items()}, [r[0] for r in rows], md
+
+
+def test_batches_against_torch():
+    """Windows, shuffle, batches and standardisation as README "Training" says, against a torch replica."""
+    with open(ADAM_FIXTURE) as f:
+        fixture = json.load(f)["batches"]
+    for shuffle in (True, False):
+        def case(shuffle=shuffle):
+            opts = dict(BATCH_OPTS, shuffle=shuffle)
+            init, got, losses, md = _batches_ours(opts)
+            if have_torch():
+                want, want_losses, mean, std = _batches_torch(init, opts)
+            else:
+                want, want_losses, mean, std = fixture[str(shuffle)]
+            assert [_f32(v) for v in json.loads(md["input_mean"])] == mean
+            assert [_f32(v) for v in json.loads(md["input_std"])] == std
+            for a, b in zip(losses, want_losses):
+                assert abs(a - b) <= 1e-5 * b, (losses, want_losses)
+            for name in want:
+                for g, w in zip(got[name], want[name]):
+                    assert abs(g - w) <= 1e-5 * max(1.0, abs(w)), (name, g, w)
+        yield "shuffle" if shuffle else "in order", case
+
+
 if __name__ == "__main__":  # regenerate the fixture (needs torch)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     fx = {}
     for n in (1, 2):
         init, _ = _adam_ours(n)
         fx[str(n)] = _adam_torch(init, n)
+    fx["batches"] = {}
+    for shuffle in (True, False):
+        opts = dict(BATCH_OPTS, shuffle=shuffle)
+        fx["batches"][str(shuffle)] = _batches_torch(_batches_ours(opts)[0], opts)
     with open(ADAM_FIXTURE, "w") as f:
         json.dump(fx, f, indent=0, sort_keys=True)
         f.write("\n")
