@@ -195,6 +195,18 @@ def test_epoch_rows():
     assert rows == [(None, 1), (None, 1), (None, 1)]
 
 
+def test_query_text_and_limit():
+    """A trailing semicolon or comment is part of one statement; LIMIT stops training, without a save."""
+    con = _con()
+    for q in ("SELECT id, t, v FROM s;", "SELECT id, t, v FROM s -- the rows", "SELECT id, t, v FROM s; /* c */ ",
+              "  SELECT id, t, v\n  FROM s  ;  "):
+        assert len(_rows(con, {"epochs": 2}, query=q)) == 2, q
+    rows = con.execute("SELECT epoch FROM rnn_train('g', 'SELECT id, t, v FROM s', '{\"epochs\": 50, "
+                       "\"save_as\": \"cut\"}') LIMIT 2").fetchall()
+    assert rows == [(1,), (2,)]
+    assert one(con, "SELECT count(*) FROM rnn_models WHERE name = 'cut'") == 0
+
+
 def test_patience_and_max_seconds():
     con = _con()
     # lr so small that the weights never change: the val loss repeats, so nothing after epoch 1 improves
