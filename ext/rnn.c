@@ -137,6 +137,9 @@ static const rnn_sql_def rnn_sql[] = {
   {"rnn_params_internal", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_params_internal_func, NULL, NULL, NULL, NULL, NULL},
   /* reads a table the user names: xConnect declares SQLITE_VTAB_DIRECTONLY (scan.c rule 1) */
   {"rnn_scan", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_scan_module},
+  /* runs the SQL text it is given and writes rnn_models: xConnect declares
+  ** SQLITE_VTAB_DIRECTONLY (train.c rule 1) */
+  {"rnn_train", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_train_module},
 };
 
 static int register_one(sqlite3 *db, rnn_conn *conn, const rnn_sql_def *d) {

@@ -26,7 +26,7 @@ EXPECTED = [
     ("rnn_step", -1, "s"),
     ("rnn_version", 0, "s"),
 ]
-MODULES = ["rnn_forecast", "rnn_scan", "rnn_steps"]
+MODULES = ["rnn_forecast", "rnn_scan", "rnn_steps", "rnn_train"]
 
 
 def test_registered_functions_pinned():

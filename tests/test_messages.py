@@ -303,4 +303,4 @@ def test_registration_table():
         raise Skip("this SQLite has no pragma_function_list")
     assert {r[0]: tuple(r[1:]) for r in rows} == FLAGS, rows
     mods = [r[0] for r in con.execute("SELECT name FROM pragma_module_list WHERE name LIKE 'rnn%' ORDER BY 1")]
-    assert mods == ["rnn_forecast", "rnn_scan", "rnn_steps"], mods
+    assert mods == ["rnn_forecast", "rnn_scan", "rnn_steps", "rnn_train"], mods
