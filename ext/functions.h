@@ -37,4 +37,7 @@ extern const sqlite3_module rnn_tvf_module;
 
 /* scan.c: the module behind the eponymous table rnn_scan. */
 extern const sqlite3_module rnn_scan_module;
+
+/* train.c: the module behind the eponymous table rnn_train. */
+extern const sqlite3_module rnn_train_module;
 #endif
