@@ -12,7 +12,7 @@ if (!exists("source")) source = "rnn_train"
 rows(sql) = sprintf("< sqlite3 -separator ' ' %s \"%s\"", db, sql)
 curve(cell, col) = rows(sprintf("SELECT epoch, %s FROM curves WHERE cell = '%s' ORDER BY epoch", col, cell))
 
-set terminal pngcairo size 1000,560 font "DejaVu Sans,11"
+set terminal pngcairo size 1000,560 font "DejaVu Sans,11" noenhanced
 set output out
 set title sprintf("Remember the first of 80 values through noise (%s, clip 1.0, Adam lr 0.01)", source) \
     font "DejaVu Sans,13"

@@ -65,7 +65,7 @@ COMMON = {"epochs": 5, "lr": 0.01, "batch_size": 4, "window": 16, "seed": 7}
 
 
 def case(spec, query, **options):
-    o = dict(COMMON)
+    o = dict(COMMON, task={NEXT: "next", REGRESS: "regress"}.get(query, "classify"))
     o.update(options)
     return {"spec": spec, "query": query, "options": o}
 
@@ -86,10 +86,10 @@ CASES = {
     "tanh_regress_l1_tanh_out": case({"cell": "rnn_tanh", "input_size": 2, "hidden_size": 7, "output_size": 1,
                                       "output_activation": "tanh", "seed": 6}, REGRESS, shuffle=False),
     "seed_classify": case({"cell": "seed", "input_size": 2, "hidden_size": 8, "output_size": 3, "seed": 7},
-                          CLASSIFY, clip=1.0, val_fraction=0.25),
+                          CLASSIFY, clip=1.0, val_fraction=0.25, val_split="series"),
     "gru_classify_l2_labels": case({"cell": "gru", "input_size": 2, "hidden_size": 6, "num_layers": 2,
                                     "output_size": 3, "seed": 8}, CLASSIFY_TEXT, labels=["low", "mid", "high"],
-                                   val_fraction=0.25),
+                                   val_fraction=0.25, val_split="series"),
     "lstm_classify_l1": case({"cell": "lstm", "input_size": 2, "hidden_size": 6, "output_size": 3, "seed": 9},
                              CLASSIFY, batch_size=3, val_fraction=0.25),
     "seed_regress_relu_hidden": case({"cell": "seed", "input_size": 2, "hidden_size": 6, "output_size": 1,

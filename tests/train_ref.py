@@ -6,13 +6,15 @@ module rebuilds in PyTorch exactly what the driver does, so the two can be compa
   * rows (key, order, features..., targets...) sorted by (key, order), grouped into series;
   * task next: the target of step t is the features of step t+1; regress: the target columns; classify: one label
     per series, cross-entropy on the output after the series' last step;
-  * validation: the chronological tail of each series (the last floor(n * val_fraction) steps), or with
-    val_split "series" the last fraction of series in key order;
-  * standardisation with the training split's mean and population std (std 0 -> 1);
+  * validation: the chronological tail of each series (the last floor(n * val_fraction) rows, a sequence of its
+    own), or with val_split "series" the last fraction of series in key order;
+  * standardisation with the training rows' mean and population std (std 0 -> 1), in float32 (next: the
+    targets are rows, standardised as inputs);
   * windows: each series' part cut into consecutive windows of `window` steps (the last shorter), each starting
     from a zero state (classify: whole series);
-  * batches of batch_size windows, padded; the windows shuffled each epoch by a Fisher-Yates shuffle driven by
-    splitmix64(seed): j = next() % (i + 1) for i from n-1 down to 1;
+  * batches of batch_size windows, padded; each epoch the listed windows are shuffled afresh by a Fisher-Yates
+    shuffle driven by splitmix64(seed) (seeded once, running on across epochs): j = next() % (i + 1) for i
+    from n-1 down to 1;
   * loss: torch's reduction='mean' over the counted targets of the batch (MSE on the output after
     output_activation, cross-entropy on the head's output before it); Adam (torch.optim.Adam, L2 weight decay),
     clip_grad_norm_ (global L2 norm) when clip > 0;
@@ -36,7 +38,7 @@ import st  # noqa: E402
 MASK = (1 << 64) - 1
 DEFAULTS = {"task": "next", "loss": None, "epochs": 20, "lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8,
             "weight_decay": 0.0, "batch_size": 16, "window": 64, "clip": 0.0, "standardize": True,
-            "val_fraction": 0.2, "val_split": "tail", "patience": 0, "max_seconds": 0, "seed": 0,
+            "val_fraction": 0.2, "val_split": None, "patience": 0, "max_seconds": 0, "seed": 0,
             "shuffle": True, "save_as": None, "keep_on_interrupt": False, "labels": None}
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
@@ -136,6 +138,8 @@ def options_with_defaults(options):
     o.update(options or {})
     if o["loss"] is None:
         o["loss"] = "cross_entropy" if o["task"] == "classify" else "mse"
+    if o["val_split"] is None:      # classify holds out whole series (rnn_train refuses tail there)
+        o["val_split"] = "series" if o["task"] == "classify" else "tail"
     return o
 
 
@@ -148,50 +152,59 @@ def series_of(rows):
 
 
 def split_series(rows, n_in, o, labels):
-    """(train, val): lists of sequences (xs [[f]*n_in per step], ys [[t] per step] or a class index)."""
+    """(train, val): lists of parts (xs: rows of features, ys: rows of targets, or a class index), one per series
+    and split: the tail split holds out the last floor(n * val_fraction) rows of each series of n rows (the two
+    parts are separate sequences); the series split the last floor(S * val_fraction) of the S series."""
     task = o["task"]
-    seqs = []
+    parts = []
     for key, steps in series_of(rows):
         xs = [s[:n_in] for s in steps]
-        if task == "next":
-            seqs.append((xs[:-1], xs[1:]))
-        elif task == "regress":
-            seqs.append((xs, [s[n_in:] for s in steps]))
-        else:
+        if task == "classify":
             lab = steps[0][n_in]
-            seqs.append((xs, labels.index(lab) if isinstance(lab, str) else int(lab)))
+            ys = labels.index(lab) if isinstance(lab, str) else int(lab)
+        else:
+            ys = [s[n_in:] for s in steps] if task == "regress" else None
+        parts.append((xs, ys))
     f = o["val_fraction"]
-    if o["val_split"] == "series" or task == "classify":
-        n_val = int(math.floor(len(seqs) * f))
-        return seqs[:len(seqs) - n_val], seqs[len(seqs) - n_val:]
     train, val = [], []
-    for xs, ys in seqs:
-        n_val = int(math.floor(len(xs) * f))
-        cut = len(xs) - n_val
-        if cut:
-            train.append((xs[:cut], ys[:cut]))
-        if n_val:
-            val.append((xs[cut:], ys[cut:]))
+    if o["val_split"] == "series":
+        n_val = int(math.floor(len(parts) * f))
+        return parts[:len(parts) - n_val], parts[len(parts) - n_val:]
+    for xs, ys in parts:
+        cut = len(xs) - int(math.floor(len(xs) * f))
+        head = ys[:cut] if isinstance(ys, list) else ys
+        tail = ys[cut:] if isinstance(ys, list) else ys
+        train.append((xs[:cut], head))
+        val.append((xs[cut:], tail))
     return train, val
 
 
 def moments(vectors, width):
+    """float32 mean and population std (0 -> 1) of the rows, summed in double as rnn_train does."""
     n = len(vectors)
-    mean = [sum(v[i] for v in vectors) / n for i in range(width)]
-    std = []
+    mean, std = [], []
     for i in range(width):
-        var = sum((v[i] - mean[i]) ** 2 for v in vectors) / n
-        std.append(math.sqrt(var) if var > 0 else 1.0)
+        mu = sum(v[i] for v in vectors) / n if n else 0.0
+        var = sum((v[i] - mu) ** 2 for v in vectors) / n if n else 0.0
+        sd = f32(math.sqrt(var))
+        mean.append(f32(mu))
+        std.append(sd if sd > 0 and math.isfinite(sd) else 1.0)
     return mean, std
 
 
-def windows(seqs, o):
-    if o["task"] == "classify":
-        return list(seqs)
-    W, out = o["window"], []
-    for xs, ys in seqs:
-        for a in range(0, len(xs), W):
-            out.append((xs[a:a + W], ys[a:a + W]))
+def windows(parts, o):
+    """[(xs, ys)] windows of the parts, in order: next pairs row t with row t + 1 (L rows give L - 1 steps);
+    each part is cut into consecutive windows of `window` steps; classify: one window per part (not empty)."""
+    out = []
+    for xs, ys in parts:
+        if o["task"] == "classify":
+            if xs:
+                out.append((xs, ys))
+            continue
+        if o["task"] == "next":
+            xs, ys = xs[:-1], xs[1:]
+        for a in range(0, len(xs), o["window"]):
+            out.append((xs[a:a + o["window"]], ys[a:a + o["window"]]))
     return out
 
 
@@ -308,7 +321,9 @@ def batch_loss(torch, model, meta, items, n_in, o, n_out):
         last = out[torch.arange(len(items)), torch.tensor(lengths) - 1]
         if o["loss"] == "cross_entropy":
             return torch.nn.functional.cross_entropy(last, y), len(items)
-        raise ValueError("classify trains with cross_entropy")
+        onehot = torch.nn.functional.one_hot(y, last.shape[1]).float()     # mse on the activated output
+        diff = _act(torch, meta.get("output_activation", "none"), last) - onehot
+        return (diff * diff).mean(), diff.numel()
     if o["loss"] == "cross_entropy":
         raise ValueError("cross_entropy needs classify here")
     pred = _act(torch, meta.get("output_activation", "none"), out)
@@ -332,30 +347,34 @@ def prepare(blob, rows, options, n_in=None):
     if n_in is None:
         n_in = input_size(tensors)
     labels = o["labels"]
-    train, val = split_series(rows, n_in, o, labels or [])
+    train, val = split_series(rows, n_in, o, labels or json.loads(meta.get("labels", "[]")))
     std = {}
     if o["standardize"]:
-        steps = [x for xs, _ in train for x in xs]
-        std["in_mean"], std["in_std"] = moments(steps, n_in)
-        if o["task"] != "classify":
-            ys = [y for _, yy in train for y in yy]
-            std["out_mean"], std["out_std"] = moments(ys, len(ys[0]))
+        std["in_mean"], std["in_std"] = moments([x for xs, _ in train for x in xs], n_in)
+        if o["task"] == "regress":
+            std["out_mean"], std["out_std"] = moments([y for _, ys in train for y in ys], len(train[0][1][0]))
+        elif o["task"] == "next":
+            std["out_mean"], std["out_std"] = std["in_mean"], std["in_std"]
 
-    def norm(seqs):
+    def norm(rows_, mean, sd):
+        """(v - mean) / std in float32, as rnn_train applies it."""
+        return [[f32(f32(f32(v) - m) / s) for v, m, s in zip(r, mean, sd)] for r in rows_]
+
+    def scaled(parts):
         if not std:
-            return seqs
+            return parts
         out = []
-        for xs, ys in seqs:
-            xs = [[(v - m) / s for v, m, s in zip(x, std["in_mean"], std["in_std"])] for x in xs]
-            if o["task"] != "classify":
-                ys = [[(v - m) / s for v, m, s in zip(y, std["out_mean"], std["out_std"])] for y in ys]
-            out.append((xs, ys))
+        for xs, ys in parts:
+            ys2 = norm(ys, std["out_mean"], std["out_std"]) if o["task"] == "regress" else ys
+            out.append((norm(xs, std["in_mean"], std["in_std"]), ys2))
         return out
 
-    train, val = norm(train), norm(val)
-    n_out = 0 if o["task"] == "classify" else len((train[0][1] or [[0]])[0])
-    return {"o": o, "n_in": n_in, "n_out": n_out, "train": windows(train, o), "val": windows(val, o),
-            "std": std, "meta": meta}
+    train, val = windows(scaled(train), o), windows(scaled(val), o)
+    if o["task"] == "classify":
+        n_out = None
+    else:
+        n_out = len(train[0][1][0])
+    return {"o": o, "n_in": n_in, "n_out": n_out, "train": train, "val": val, "std": std, "meta": meta}
 
 
 def train(blob, rows, options, n_in=None, threads=None, epoch_hook=None):
@@ -370,9 +389,9 @@ def train(blob, rows, options, n_in=None, threads=None, epoch_hook=None):
     opt = torch.optim.Adam(model.parameters(), lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
                            weight_decay=o["weight_decay"])
     rng = SplitMix64(o["seed"])
-    order = list(range(len(p["train"])))
     history = []
     for epoch in range(o["epochs"]):
+        order = list(range(len(p["train"])))      # each epoch shuffles the listed order afresh
         if o["shuffle"]:
             shuffle(order, rng)
         total, count = 0.0, 0
@@ -398,8 +417,8 @@ def evaluate(torch, model, meta, p, o):
         return None
     total, count = 0.0, 0
     with torch.no_grad():
-        for a in range(0, len(p["val"]), 256):
-            loss, n = batch_loss(torch, model, meta, p["val"][a:a + 256], p["n_in"], o, p["n_out"])
+        for a in range(0, len(p["val"]), o["batch_size"]):
+            loss, n = batch_loss(torch, model, meta, p["val"][a:a + o["batch_size"]], p["n_in"], o, p["n_out"])
             total += float(loss) * n
             count += n
     return total / count
