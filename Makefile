@@ -126,7 +126,10 @@ lesson: check-demo-deps rnn.so
 	gnuplot -e "db='build/lesson.db'; out='docs/train_long_memory.png'" sql/train_long_memory.gp
 	@echo "loss curves: docs/train_long_memory.png"
 
-.PHONY: lesson
+train-lang: check-python rnn.so
+	$(PYTHON) sql/train_lang_rnn.py
+
+.PHONY: lesson train-lang
 
 # static, install, uninstall, node-test
 include tests/ecosystem.mk
