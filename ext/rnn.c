@@ -134,6 +134,7 @@ static const rnn_sql_def rnn_sql[] = {
   {"rnn_init", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, rnn_init_func, NULL, NULL, NULL, NULL, NULL},
   /* internal, for the tests of the training math: top-level SQL only (trainsql.c rule 3) */
   {"rnn_grad_internal", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_grad_internal_func, NULL, NULL, NULL, NULL, NULL},
+  {"rnn_params_internal", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_params_internal_func, NULL, NULL, NULL, NULL, NULL},
   /* reads a table the user names: xConnect declares SQLITE_VTAB_DIRECTONLY (scan.c rule 1) */
   {"rnn_scan", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_scan_module},
   /* runs the SQL text it is given and writes rnn_models: xConnect declares

@@ -359,17 +359,18 @@ static int meta_floats(sqlite3_str *s, const char *key, const float *v, int n) {
 /* [[train, val], ...] of the epochs run (null: no validation rows). */
 static char *history(const train_cursor *c) {
   sqlite3_str *h = sqlite3_str_new(NULL);
+  int ok = 1;
   sqlite3_str_appendchar(h, 1, '[');
   for (int e = 0; e < c->epoch; e++) {
     sqlite3_str_appendall(h, e ? ",[" : "[");
-    train_json_number(h, c->hist[2 * e]);
+    ok &= train_json_number(h, c->hist[2 * e]);
     sqlite3_str_appendchar(h, 1, ',');
     if (isnan(c->hist[2 * e + 1])) sqlite3_str_appendall(h, "null");
-    else train_json_number(h, c->hist[2 * e + 1]);
+    else ok &= train_json_number(h, c->hist[2 * e + 1]);
     sqlite3_str_appendchar(h, 1, ']');
   }
   sqlite3_str_appendchar(h, 1, ']');
-  if (sqlite3_str_errcode(h)) {
+  if (!ok || sqlite3_str_errcode(h)) {
     sqlite3_free(sqlite3_str_finish(h));
     return NULL;
   }

@@ -96,8 +96,11 @@ uint64_t rnn_splitmix64(uint64_t *state);
 ** the gradient accumulators); a batch needing more is an error. */
 #define RNN_MAX_TRAIN_WORK (1u << 27)
 
-/* trainsql.c: the SQL scalar rnn_init(spec), and rnn_grad_internal(model,
-** batch) which runs rnn_loss_grad for the tests (internal, DIRECTONLY). */
+/* trainsql.c: the SQL scalar rnn_init(spec); and for the tests only
+** (internal, DIRECTONLY), rnn_grad_internal(model, batch), which runs
+** rnn_loss_grad, and rnn_params_internal(model, meta), which runs
+** rnn_params_from_model then rnn_params_to_blob. */
 void rnn_init_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 void rnn_grad_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_params_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 #endif

@@ -42,8 +42,9 @@ typedef struct train_opts {
 /* Parse options (NULL or a JSON object text); err gets the exact message. */
 int train_opts_parse(const char *z, int n, train_opts *o, rnn_err *err);
 void train_opts_free(train_opts *o);
-/* Append x as the shortest JSON number that reads back as the same double. */
-void train_json_number(sqlite3_str *s, double x);
+/* Append x as the shortest JSON number that reads back as the same double;
+** 0 when out of memory (nothing appended). */
+int train_json_number(sqlite3_str *s, double x);
 
 /* One run of consecutive steps that the model reads from a zero state. */
 typedef struct train_window {

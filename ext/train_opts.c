@@ -27,15 +27,16 @@ static const char *const known[] = {
 };
 #define N_KNOWN ((int)(sizeof(known) / sizeof(known[0])))
 
-/* The value given, for messages: a number, a quoted string, or its kind. */
+/* The value given, for messages: a number, a quoted string, or its kind;
+** NULL when out of memory. */
 static const char *shown(const rnn_json_node *v, char *buf, size_t n) {
   switch (v->type) {
-    case RNN_JSON_NUMBER: sqlite3_snprintf((int)n, buf, "%!.15g", v->num); return buf;
+    case RNN_JSON_NUMBER: sqlite3_snprintf((int)n, buf, "%.15g", v->num); return buf;
     case RNN_JSON_STRING: {
       char *z = rnn_mprintf("%.40U", v->str, v->n);
-      sqlite3_snprintf((int)n, buf, "%s", z ? z : "a string");
+      if (z) sqlite3_snprintf((int)n, buf, "%s", z);
       sqlite3_free(z);
-      return buf;
+      return z ? buf : NULL;
     }
     case RNN_JSON_TRUE: return "true";
     case RNN_JSON_FALSE: return "false";
@@ -47,7 +48,9 @@ static const char *shown(const rnn_json_node *v, char *buf, size_t n) {
 
 static int bad(rnn_err *err, const char *key, const char *must, const rnn_json_node *v) {
   char buf[160];
-  return rnn_err_set(err, TRAIN_FN "(): option %s must be %s, got %s", key, must, shown(v, buf, sizeof(buf)));
+  const char *got = shown(v, buf, sizeof(buf));
+  if (!got) return rnn_err_nomem(err);
+  return rnn_err_set(err, TRAIN_FN "(): option %s must be %s, got %s", key, must, got);
 }
 
 static int opt_int(const rnn_json_node *v, const char *key, int64_t lo, int64_t hi, int64_t *out, rnn_err *err) {
@@ -209,21 +212,22 @@ static int opts_check(train_opts *o, int has_loss, int has_split, rnn_err *err) 
   return SQLITE_OK;
 }
 
-void train_json_number(sqlite3_str *s, double x) {
+int train_json_number(sqlite3_str *s, double x) {
   char buf[40];
-  for (int p = 15; p <= 17; p++) {
-    sqlite3_snprintf(sizeof(buf), buf, "%!.*g", p, x);
+  for (int p = 15; p <= 17; p++) { /* '!' (more than 16 digits) only when needed: it also writes 1.0 for 1 */
+    sqlite3_snprintf(sizeof(buf), buf, p == 15 ? "%.*g" : "%!.*g", p, x);
     rnn_json_doc d;
     rnn_err e = {SQLITE_OK, NULL};
-    if (rnn_json_parse(buf, strlen(buf), &d, &e) != SQLITE_OK) {
-      sqlite3_free(e.msg);
-      continue;
-    }
+    int rc = rnn_json_parse(buf, strlen(buf), &d, &e);
+    sqlite3_free(e.msg);
+    if (rc == SQLITE_NOMEM) return 0; /* never a longer text instead: the same number, the same text */
+    if (rc != SQLITE_OK) continue;
     int same = d.nodes[0].num == x;
     rnn_json_free(&d);
     if (same) break;
   }
   sqlite3_str_appendall(s, buf);
+  return 1;
 }
 
 /* Rule 4. */
@@ -232,22 +236,22 @@ static int opts_json(train_opts *o, rnn_err *err) {
   sqlite3_str *s = sqlite3_str_new(NULL);
   sqlite3_str_appendf(s, "{\"task\":\"%s\",\"loss\":\"%s\",\"epochs\":%d,\"lr\":", tasks[o->task],
                       o->loss == RNN_LOSS_CE ? "cross_entropy" : "mse", o->epochs);
-  train_json_number(s, o->lr);
+  int ok = train_json_number(s, o->lr);
   sqlite3_str_appendall(s, ",\"betas\":[");
-  train_json_number(s, o->beta1);
+  ok &= train_json_number(s, o->beta1);
   sqlite3_str_appendchar(s, 1, ',');
-  train_json_number(s, o->beta2);
+  ok &= train_json_number(s, o->beta2);
   sqlite3_str_appendall(s, "],\"eps\":");
-  train_json_number(s, o->eps);
+  ok &= train_json_number(s, o->eps);
   sqlite3_str_appendall(s, ",\"weight_decay\":");
-  train_json_number(s, o->weight_decay);
+  ok &= train_json_number(s, o->weight_decay);
   sqlite3_str_appendf(s, ",\"batch_size\":%d,\"window\":%d,\"clip\":", o->batch_size, o->window);
-  train_json_number(s, o->clip);
+  ok &= train_json_number(s, o->clip);
   sqlite3_str_appendf(s, ",\"standardize\":%s,\"val_fraction\":", o->standardize ? "true" : "false");
-  train_json_number(s, o->val_fraction);
+  ok &= train_json_number(s, o->val_fraction);
   sqlite3_str_appendf(s, ",\"val_split\":\"%s\",\"patience\":%d,\"max_seconds\":", o->val_series ? "series" : "tail",
                       o->patience);
-  train_json_number(s, o->max_seconds);
+  ok &= train_json_number(s, o->max_seconds);
   sqlite3_str_appendf(s, ",\"seed\":%llu,\"shuffle\":%s,\"save_as\":", (unsigned long long)o->seed,
                       o->shuffle ? "true" : "false");
   if (o->save_as) rnn_json_string(s, o->save_as);
@@ -260,7 +264,7 @@ static int opts_json(train_opts *o, rnn_err *err) {
     if (i == o->n_labels - 1) sqlite3_str_appendchar(s, 1, ']');
   }
   sqlite3_str_appendchar(s, 1, '}');
-  if (sqlite3_str_errcode(s)) {
+  if (!ok || sqlite3_str_errcode(s)) {
     sqlite3_free(sqlite3_str_finish(s));
     return rnn_err_nomem(err);
   }

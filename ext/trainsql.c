@@ -15,8 +15,8 @@
 **  2. The result is a pure function of spec (params.c rule 2): DETERMINISTIC
 **     and INNOCUOUS; a BLOB longer than SQLite's length limit is refused before
 **     anything is allocated for it.
-**  3. rnn_grad_internal is for tests only (README "Training"): DIRECTONLY,
-**     undocumented as an API, its batch and result formats may change.
+**  3. rnn_grad_internal and rnn_params_internal are for the tests only (README
+**     "Training"): DIRECTONLY, not an API, their formats may change.
 */
 #include "train.h"
 #include "json.h"
@@ -70,7 +70,7 @@ static int spec_name(const rnn_json_doc *d, int obj, const char *key, const char
   return rnn_err_set(err, "rnn_init(): %s must be a string (one of %s), got %s", key, allowed, json_type_name(n->type));
 }
 
-/* Rule 1: the keys of the spec object, each known and given once. */
+/* Rule 1: the keys of the spec object, each known (json.c refuses a key given twice). */
 static int spec_keys_check(const rnn_json_doc *d, rnn_err *err) {
   const rnn_json_node *nd = d->nodes;
   if (nd[0].type != RNN_JSON_OBJECT) {
@@ -80,9 +80,6 @@ static int spec_keys_check(const rnn_json_doc *d, rnn_err *err) {
     int known = 0;
     for (int i = 0; i < N_SPEC_KEYS; i++) known |= strcmp(nd[k].str, spec_keys[i]) == 0;
     if (!known) return rnn_err_set(err, "rnn_init(): unknown key %.40U in spec; known keys: " KNOWN_SPEC_KEYS, nd[k].str, -1);
-    for (int j = nd[nd[k].next].next; j >= 0; j = nd[nd[j].next].next) {
-      if (strcmp(nd[k].str, nd[j].str) == 0) return rnn_err_set(err, "rnn_init(): key '%s' appears twice in spec", nd[k].str);
-    }
   }
   static const char *const required[] = {"cell", "input_size", "hidden_size"};
   for (int i = 0; i < 3; i++) {
@@ -122,7 +119,7 @@ static int spec_values(const rnn_json_doc *d, rnn_spec *s, uint64_t *seed, rnn_e
   v = rnn_json_get(d, 0, "seed");
   if (v >= 0) {
     if (d->nodes[v].type != RNN_JSON_NUMBER || !d->nodes[v].is_uint) {
-      return rnn_err_set(err, "rnn_init(): seed must be an integer in 0..9223372036854775807");
+      return rnn_err_set(err, "rnn_init(): seed must be a non-negative integer of at most 18 digits");
     }
     *seed = d->nodes[v].u;
   }
@@ -314,4 +311,40 @@ void rnn_grad_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv
     return;
   }
   sqlite3_result_text(ctx, out, -1, sqlite3_free);
+}
+
+/* rnn_params_internal(model BLOB, meta TEXT or NULL) -> BLOB: the model's
+** parameters read back (rnn_params_from_model) and written again
+** (rnn_params_to_blob) with metadata meta; internal, for the tests (rule 3). */
+void rnn_params_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  rnn_err err = {SQLITE_OK, NULL};
+  rnn_model *m = NULL;
+  rnn_params *p = NULL;
+  unsigned char *blob = NULL;
+  size_t n = 0;
+  (void)argc;
+  int mt = sqlite3_value_type(argv[1]);
+  if (sqlite3_value_type(argv[0]) != SQLITE_BLOB || (mt != SQLITE_TEXT && mt != SQLITE_NULL)) {
+    rnn_result_errorf(ctx, "rnn_params_internal(): expects a model BLOB and metadata JSON text or NULL");
+    return;
+  }
+  const unsigned char *b = sqlite3_value_blob(argv[0]);
+  size_t nb = (size_t)sqlite3_value_bytes(argv[0]);
+  const char *meta = (const char *)sqlite3_value_text(argv[1]);
+  if (!b || (mt == SQLITE_TEXT && !meta)) {
+    sqlite3_result_error_nomem(ctx);
+    return;
+  }
+  if (!rnn_model_load(b, nb, &m, &err) && !rnn_params_from_model(m, &p, &err) &&
+      !rnn_params_to_blob(p, meta, &blob, &n, &err)) {
+    sqlite3_result_blob64(ctx, blob, n, sqlite3_free);
+    blob = NULL;
+  }
+  rnn_model_free(m);
+  rnn_params_free(p);
+  sqlite3_free(blob);
+  if (err.rc) {
+    rnn_err_prefix(&err, "rnn_params_internal(): ");
+    rnn_err_result(ctx, &err);
+  }
 }
