@@ -24,30 +24,32 @@ def g(v):
     return "%.10g" % v
 
 
-def write(name, header, create, rows):
-    path = os.path.join(OUT, name + ".sql")
+def write(out, name, header, create, rows):
+    path = os.path.join(out, name + ".sql")
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join("-- " + line + "\n" for line in header))
         f.write(create + "\n")
         f.write("INSERT INTO %s VALUES\n" % name)
         f.write(",\n".join("(" + ", ".join(r) + ")" for r in rows) + ";\n")
-    print("%s: %d rows" % (os.path.relpath(path, os.path.dirname(HERE)), len(rows)))
+    return path, len(rows)
 
 
-def main():
+def main(out=OUT):
+    """Write both files into out; [(path, rows)]."""
     import statsmodels.datasets as ds
-    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(out, exist_ok=True)
+    done = []
     s = ds.sunspots.load_pandas().data
-    write("sunspots", [
+    done.append(write(out, "sunspots", [
         "Yearly mean sunspot numbers 1700-2008: statsmodels.datasets.sunspots (Debian python3-statsmodels).",
         "Source: NOAA National Geophysical Data Center, http://www.ngdc.noaa.gov/stp/solar/solarda3.html;",
         "public domain (statsmodels: \"This data is public domain.\"). Written by sql/train_data.py.",
     ], "CREATE TABLE sunspots(series TEXT, year INTEGER, activity REAL, PRIMARY KEY(series, year));",
-        [("'sunspots'", str(int(y)), g(a)) for y, a in zip(s["YEAR"], s["SUNACTIVITY"])])
+        [("'sunspots'", str(int(y)), g(a)) for y, a in zip(s["YEAR"], s["SUNACTIVITY"])]))
     c = ds.co2.load_pandas().data["co2"].resample("MS").mean()
     missing = int(c.isna().sum())
     c = c.interpolate()
-    write("co2", [
+    done.append(write(out, "co2", [
         "Atmospheric CO2 (ppm) at Mauna Loa, monthly means of weekly flask samples, 1958-03 to 2001-12:",
         "statsmodels.datasets.co2 (Debian python3-statsmodels), reduced with resample('MS').mean();",
         "%d months without a sample are linearly interpolated. Source: Keeling, C.D. and T.P. Whorf, Scripps" % missing,
@@ -55,8 +57,10 @@ def main():
         "sio-keel-flaskmlo_c.html);",
         "public domain (statsmodels: \"This is public domain.\"). Written by sql/train_data.py.",
     ], "CREATE TABLE co2(series TEXT, month TEXT, ppm REAL, PRIMARY KEY(series, month));",
-        [("'co2'", "'%s'" % d.strftime("%Y-%m"), g(v)) for d, v in c.items()])
+        [("'co2'", "'%s'" % d.strftime("%Y-%m"), g(v)) for d, v in c.items()]))
+    return done
 
 
 if __name__ == "__main__":
-    main()
+    for path, n in main():
+        print("%s: %d rows" % (os.path.relpath(path, os.path.dirname(HERE)), n))

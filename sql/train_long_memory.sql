@@ -1,7 +1,7 @@
 -- The lesson of long memory, trained in the database: remember the first element of an 80-step sequence.
 --
 -- Run from the repository root (after `make`):   sqlite3 < sql/train_long_memory.sql
--- (about a minute: three models, 40 epochs each). `make lesson` also draws the loss curves
+-- (about 10 s: three models, 40 epochs each). `make lesson` also draws the loss curves
 -- (sql/train_long_memory.gp -> docs/train_long_memory.png). tests/test_sql_examples.py runs this file and
 -- compares its output with sql/expected/train_long_memory.out; tests/test_train_proof.py checks the thresholds.
 --

@@ -13,10 +13,14 @@
 4. test_long_memory_lesson: sql/train_long_memory.sql's output (sql/expected/train_long_memory.out, which
    tests/test_sql_examples.py proves is what the file prints) shows the lesson: after 40 epochs the tanh RNN's
    validation MSE stays above 0.15 while the LSTM's and the GRU's are below 0.03.
+5. test_real_data_is_statsmodels: with statsmodels importable, sql/train_data.py writes exactly the committed
+   sql/data/*.sql; either way the tables hold the rows the README describes.
 """
 import hashlib
+import importlib.util
 import json
 import os
+import tempfile
 
 import gen_train_proof as gen
 import train_ref
@@ -123,3 +127,23 @@ def test_long_memory_lesson():
     assert rows["rnn_tanh"][2] > 0.15 and rows["rnn_tanh"][3] == "forgets", rows
     for cell in ("lstm", "gru"):
         assert rows[cell][2] < 0.03 and rows[cell][3] == "remembers", rows
+
+
+def test_real_data_is_statsmodels():
+    con = database()
+    assert con.execute("SELECT count(*), min(year), max(year), round(avg(activity), 4) FROM sunspots").fetchone() \
+        == (309, 1700, 2008, 49.7521)
+    assert con.execute("SELECT count(*), min(month), max(month), round(avg(ppm), 4) FROM co2").fetchone() \
+        == (526, "1958-03", "2001-12", 339.6192)
+    try:
+        import statsmodels.datasets  # noqa: F401
+    except Exception:
+        raise Skip("statsmodels (python3-statsmodels) not importable: the committed copy is checked only")
+    spec = importlib.util.spec_from_file_location("train_data", os.path.join(ROOT, "sql", "train_data.py"))
+    train_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_data)
+    with tempfile.TemporaryDirectory() as d:
+        for path, _ in train_data.main(d):
+            with open(path, encoding="utf-8") as f, \
+                    open(os.path.join(ROOT, "sql", "data", os.path.basename(path)), encoding="utf-8") as g:
+                assert f.read() == g.read(), os.path.basename(path)
