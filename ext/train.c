@@ -90,8 +90,7 @@ static double now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int train_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **pp,
-                         char **err) {
+static int train_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **pp, char **err) {
   (void)argc;
   (void)argv;
   (void)err;
@@ -153,14 +152,14 @@ static int train_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
 }
 
 static void train_reset(train_cursor *c) {
-  train_opts_free(&c->o);
-  train_data_free(&c->d);
+  rnn_train_opts_free(&c->o);
+  rnn_train_data_free(&c->d);
   rnn_params_free(c->p);
   sqlite3_free(c->best);
   sqlite3_free(c->grad);
   sqlite3_free(c->order);
-  train_adam_free(&c->adam);
-  train_batch_free(&c->bb);
+  rnn_train_adam_free(&c->adam);
+  rnn_train_batch_free(&c->bb);
   rnn_poll_finish(&c->poll);
   sqlite3_finalize(c->save);
   sqlite3_free(c->meta);
@@ -276,7 +275,7 @@ static int setup_model(train_cursor *c, train_vtab *v, sqlite3_value **argv, rnn
     rnn_poll_init(&c->poll, v->db, &m->net);
     c->poll.per_step = RNN_POLL_WORK; /* rule 6: every rnn_poll_step checks: once per batch */
     if (!q) rnn_err_nomem(err);
-    else train_data_read(v->db, q, nq, &c->o, m, &c->d, err);
+    else rnn_train_data_read(v->db, q, nq, &c->o, m, &c->d, err);
   }
   rnn_entry_release(e);
   return err->rc;
@@ -295,11 +294,11 @@ static int setup(train_cursor *c, train_vtab *v, int argc, sqlite3_value **argv,
   }
   const char *oz = ot == SQLITE_TEXT ? (const char *)sqlite3_value_text(opt) : NULL;
   if (ot == SQLITE_TEXT && !oz) return rnn_err_nomem(err);
-  if (train_opts_parse(oz, oz ? sqlite3_value_bytes(opt) : 0, &c->o, err) != SQLITE_OK) return err->rc;
+  if (rnn_train_opts_parse(oz, oz ? sqlite3_value_bytes(opt) : 0, &c->o, err) != SQLITE_OK) return err->rc;
   if (setup_model(c, v, argv, err) != SQLITE_OK) return err->rc;
-  if (train_data_prepare(&c->d, &c->o, err) != SQLITE_OK) return err->rc;
-  if (train_batch_alloc(&c->bb, &c->d, &c->o, err) != SQLITE_OK) return err->rc;
-  if (train_adam_init(&c->adam, c->p->n, err) != SQLITE_OK) return err->rc;
+  if (rnn_train_data_prepare(&c->d, &c->o, err) != SQLITE_OK) return err->rc;
+  if (rnn_train_batch_alloc(&c->bb, &c->d, &c->o, err) != SQLITE_OK) return err->rc;
+  if (rnn_train_adam_init(&c->adam, c->p->n, err) != SQLITE_OK) return err->rc;
   c->best = sqlite3_malloc64(sizeof(float) * (c->p->n + 1));
   c->grad = sqlite3_malloc64(sizeof(float) * (c->p->n + 1));
   c->order = sqlite3_malloc64(sizeof(int64_t) * (size_t)(c->d.n_train + c->d.n_val + 1));
@@ -327,13 +326,13 @@ static int pass(train_cursor *c, const train_window *w, const int64_t *idx, int6
   for (int64_t k = 0; k < n; k += c->o.batch_size) {
     int nb = (int)(n - k < c->o.batch_size ? n - k : c->o.batch_size);
     if (rnn_poll_step(&c->poll) != SQLITE_OK) return rnn_poll_err(&c->poll, err); /* rule 6 */
-    train_batch_fill(&c->bb, &c->d, &c->o, w, idx + k, nb);
+    rnn_train_batch_fill(&c->bb, &c->d, &c->o, w, idx + k, nb);
     double l = 0;
     if (rnn_loss_grad(c->p, &c->bb.b, learn ? c->grad : NULL, &l, NULL, err) != SQLITE_OK) return err->rc;
     double cnt = batch_count(&c->bb.b, &c->d);
     sum += l * cnt;
     count += cnt;
-    if (learn) train_adam_step(&c->adam, &c->o, c->p, c->grad);
+    if (learn) rnn_train_adam_step(&c->adam, &c->o, c->p, c->grad);
   }
   *loss = count > 0 ? sum / count : NAN;
   return SQLITE_OK;
@@ -363,10 +362,10 @@ static char *history(const train_cursor *c) {
   sqlite3_str_appendchar(h, 1, '[');
   for (int e = 0; e < c->epoch; e++) {
     sqlite3_str_appendall(h, e ? ",[" : "[");
-    ok &= train_json_number(h, c->hist[2 * e]);
+    ok &= rnn_train_json_number(h, c->hist[2 * e]);
     sqlite3_str_appendchar(h, 1, ',');
     if (isnan(c->hist[2 * e + 1])) sqlite3_str_appendall(h, "null");
-    else ok &= train_json_number(h, c->hist[2 * e + 1]);
+    else ok &= rnn_train_json_number(h, c->hist[2 * e + 1]);
     sqlite3_str_appendchar(h, 1, ']');
   }
   sqlite3_str_appendchar(h, 1, ']');
@@ -443,7 +442,7 @@ static int save(train_cursor *c, sqlite3 *db, rnn_err *err) {
 static int run_epoch(train_cursor *c, sqlite3 *db, rnn_err *err) {
   train_data *d = &c->d;
   for (int64_t i = 0; i < d->n_train; i++) c->order[i] = i;
-  if (c->o.shuffle) train_shuffle(c->order, d->n_train, &c->rng);
+  if (c->o.shuffle) rnn_train_shuffle(c->order, d->n_train, &c->rng);
   if (pass(c, d->train, c->order, d->n_train, 1, &c->train_loss, err) != SQLITE_OK) return err->rc;
   for (int64_t i = 0; i < d->n_val; i++) c->order[i] = i;
   c->val_loss = NAN;

@@ -22,7 +22,7 @@ SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <string.h>
 
-int train_adam_init(train_adam *a, size_t n, rnn_err *err) {
+int rnn_train_adam_init(train_adam *a, size_t n, rnn_err *err) {
   memset(a, 0, sizeof(*a));
   a->m = sqlite3_malloc64(sizeof(float) * (n ? n : 1));
   a->v = sqlite3_malloc64(sizeof(float) * (n ? n : 1));
@@ -51,7 +51,7 @@ static void clip_grad(const rnn_params *p, float *grad, double max_norm) {
 }
 
 /* Rule 2. */
-void train_adam_step(train_adam *a, const train_opts *o, rnn_params *p, float *grad) {
+void rnn_train_adam_step(train_adam *a, const train_opts *o, rnn_params *p, float *grad) {
   if (o->clip > 0) clip_grad(p, grad, o->clip);
   a->t++;
   const float b1 = (float)o->beta1, b2 = (float)o->beta2;
@@ -73,7 +73,7 @@ void train_adam_step(train_adam *a, const train_opts *o, rnn_params *p, float *g
   }
 }
 
-void train_adam_free(train_adam *a) {
+void rnn_train_adam_free(train_adam *a) {
   sqlite3_free(a->m);
   sqlite3_free(a->v);
   memset(a, 0, sizeof(*a));

@@ -21,16 +21,16 @@ SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <string.h>
 
-uint64_t train_splitmix64(uint64_t *state) {
+uint64_t rnn_train_splitmix64(uint64_t *state) {
   uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
 
-void train_shuffle(int64_t *idx, int64_t n, uint64_t *state) {
+void rnn_train_shuffle(int64_t *idx, int64_t n, uint64_t *state) {
   for (int64_t i = n - 1; i >= 1; i--) {
-    int64_t j = (int64_t)(train_splitmix64(state) % (uint64_t)(i + 1));
+    int64_t j = (int64_t)(rnn_train_splitmix64(state) % (uint64_t)(i + 1));
     int64_t t = idx[i];
     idx[i] = idx[j];
     idx[j] = t;
@@ -127,7 +127,7 @@ static void windows(train_data *d, const train_opts *o, train_window *tw, train_
   }
 }
 
-int train_data_prepare(train_data *d, const train_opts *o, rnn_err *err) {
+int rnn_train_data_prepare(train_data *d, const train_opts *o, rnn_err *err) {
   windows(d, o, NULL, NULL);
   if (d->n_train == 0) {
     return rnn_err_set(err, TRAIN_FN "(): no training data: the query returned %lld row%s in %lld series, which "
@@ -142,7 +142,7 @@ int train_data_prepare(train_data *d, const train_opts *o, rnn_err *err) {
   return SQLITE_OK;
 }
 
-void train_data_free(train_data *d) {
+void rnn_train_data_free(train_data *d) {
   sqlite3_free(d->x);
   sqlite3_free(d->y);
   sqlite3_free(d->start);
@@ -153,7 +153,7 @@ void train_data_free(train_data *d) {
   memset(d, 0, sizeof(*d));
 }
 
-int train_batch_alloc(train_batch_buf *bb, const train_data *d, const train_opts *o, rnn_err *err) {
+int rnn_train_batch_alloc(train_batch_buf *bb, const train_data *d, const train_opts *o, rnn_err *err) {
   memset(bb, 0, sizeof(*bb));
   int64_t most = d->n_train > d->n_val ? d->n_train : d->n_val;
   int B = most < o->batch_size ? (int)most : o->batch_size;
@@ -172,7 +172,7 @@ int train_batch_alloc(train_batch_buf *bb, const train_data *d, const train_opts
 }
 
 /* Rule 3. */
-void train_batch_fill(train_batch_buf *bb, const train_data *d, const train_opts *o, const train_window *w,
+void rnn_train_batch_fill(train_batch_buf *bb, const train_data *d, const train_opts *o, const train_window *w,
                       const int64_t *idx, int nb) {
   rnn_batch *b = &bb->b;
   const int I = d->n_in, O = d->n_out, cls = o->task == TASK_CLASSIFY;
@@ -203,7 +203,7 @@ void train_batch_fill(train_batch_buf *bb, const train_data *d, const train_opts
   b->h0 = NULL;
 }
 
-void train_batch_free(train_batch_buf *bb) {
+void rnn_train_batch_free(train_batch_buf *bb) {
   sqlite3_free(bb->x);
   sqlite3_free(bb->y);
   sqlite3_free(bb->len);

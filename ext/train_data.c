@@ -269,7 +269,7 @@ static int read_row(sqlite3_stmt *st, train_data *d, const train_opts *o, const 
   return *prev_key && *prev_ord ? SQLITE_OK : rnn_err_nomem(err);
 }
 
-int train_data_read(sqlite3 *db, const char *q, int nq, const train_opts *o, const rnn_model *m, train_data *d,
+int rnn_train_data_read(sqlite3 *db, const char *q, int nq, const train_opts *o, const rnn_model *m, train_data *d,
                     rnn_err *err) {
   memset(d, 0, sizeof(*d));
   d->n_in = m->net.n_in;

@@ -40,11 +40,11 @@ typedef struct train_opts {
 } train_opts;
 
 /* Parse options (NULL or a JSON object text); err gets the exact message. */
-int train_opts_parse(const char *z, int n, train_opts *o, rnn_err *err);
-void train_opts_free(train_opts *o);
+int rnn_train_opts_parse(const char *z, int n, train_opts *o, rnn_err *err);
+void rnn_train_opts_free(train_opts *o);
 /* Append x as the shortest JSON number that reads back as the same double;
 ** 0 when out of memory (nothing appended). */
-int train_json_number(sqlite3_str *s, double x);
+int rnn_train_json_number(sqlite3_str *s, double x);
 
 /* One run of consecutive steps that the model reads from a zero state. */
 typedef struct train_window {
@@ -72,11 +72,11 @@ typedef struct train_data {
 } train_data;
 
 /* Run the query and read every row (rules in train_data.c). */
-int train_data_read(sqlite3 *db, const char *query, int nquery, const train_opts *o, const rnn_model *m,
+int rnn_train_data_read(sqlite3 *db, const char *query, int nquery, const train_opts *o, const rnn_model *m,
                     train_data *d, rnn_err *err);
 /* Split, standardise and cut into windows. */
-int train_data_prepare(train_data *d, const train_opts *o, rnn_err *err);
-void train_data_free(train_data *d);
+int rnn_train_data_prepare(train_data *d, const train_opts *o, rnn_err *err);
+void rnn_train_data_free(train_data *d);
 
 /* A batch's buffers, sized once for batch_size windows of max_len steps. */
 typedef struct train_batch_buf {
@@ -84,16 +84,16 @@ typedef struct train_batch_buf {
   int *len, *label;
   rnn_batch b;
 } train_batch_buf;
-int train_batch_alloc(train_batch_buf *bb, const train_data *d, const train_opts *o, rnn_err *err);
+int rnn_train_batch_alloc(train_batch_buf *bb, const train_data *d, const train_opts *o, rnn_err *err);
 /* Fill bb->b with windows w[idx[0..nb)]. */
-void train_batch_fill(train_batch_buf *bb, const train_data *d, const train_opts *o, const train_window *w,
+void rnn_train_batch_fill(train_batch_buf *bb, const train_data *d, const train_opts *o, const train_window *w,
                       const int64_t *idx, int nb);
-void train_batch_free(train_batch_buf *bb);
+void rnn_train_batch_free(train_batch_buf *bb);
 
 /* splitmix64, the generator rnn_init uses too. */
-uint64_t train_splitmix64(uint64_t *state);
+uint64_t rnn_train_splitmix64(uint64_t *state);
 /* Fisher-Yates over idx[0..n): j = next() % (i + 1), i from n - 1 down to 1. */
-void train_shuffle(int64_t *idx, int64_t n, uint64_t *state);
+void rnn_train_shuffle(int64_t *idx, int64_t n, uint64_t *state);
 
 /* Adam as torch.optim.Adam (amsgrad off) with torch's clip_grad_norm_ first (train_adam.c). */
 typedef struct train_adam {
@@ -101,8 +101,8 @@ typedef struct train_adam {
   float *m, *v;         /* [n] moments; owned */
   int64_t t;            /* steps taken */
 } train_adam;
-int train_adam_init(train_adam *a, size_t n, rnn_err *err);
+int rnn_train_adam_init(train_adam *a, size_t n, rnn_err *err);
 /* Clip grad (o->clip > 0) as clip_grad_norm_ over the tensors of p, then one step on p->w. */
-void train_adam_step(train_adam *a, const train_opts *o, rnn_params *p, float *grad);
-void train_adam_free(train_adam *a);
+void rnn_train_adam_step(train_adam *a, const train_opts *o, rnn_params *p, float *grad);
+void rnn_train_adam_free(train_adam *a);
 #endif

@@ -66,6 +66,13 @@ static int opt_int(const rnn_json_node *v, const char *key, int64_t lo, int64_t 
   return SQLITE_OK;
 }
 
+static int opt_int32(const rnn_json_node *v, const char *key, int lo, int hi, int *out, rnn_err *err) {
+  int64_t i = 0;
+  int rc = opt_int(v, key, lo, hi, &i, err);
+  *out = rc == SQLITE_OK ? (int)i : *out;
+  return rc;
+}
+
 /* A finite number >= 0 (or > 0 with positive). */
 static int opt_num(const rnn_json_node *v, const char *key, int positive, double *out, rnn_err *err) {
   if (v->type != RNN_JSON_NUMBER || !isfinite(v->num) || v->num < 0 || (positive && v->num == 0)) {
@@ -148,10 +155,10 @@ static int opt_one(const rnn_json_doc *d, int k, int v, train_opts *o, rnn_err *
                                                &o->loss, err);
   else if (!strcmp(key, "val_split")) rc = opt_word(n, key, "tail\0series\0", "one of tail, series",
                                                     &o->val_series, err);
-  else if (!strcmp(key, "epochs")) { rc = opt_int(n, key, 1, RNN_TRAIN_MAX_EPOCHS, &i, err); o->epochs = (int)i; }
-  else if (!strcmp(key, "batch_size")) { rc = opt_int(n, key, 1, RNN_TRAIN_MAX_BATCH, &i, err); o->batch_size = (int)i; }
-  else if (!strcmp(key, "window")) { rc = opt_int(n, key, 1, RNN_TRAIN_MAX_WINDOW, &i, err); o->window = (int)i; }
-  else if (!strcmp(key, "patience")) { rc = opt_int(n, key, 0, RNN_TRAIN_MAX_EPOCHS, &i, err); o->patience = (int)i; }
+  else if (!strcmp(key, "epochs")) rc = opt_int32(n, key, 1, RNN_TRAIN_MAX_EPOCHS, &o->epochs, err);
+  else if (!strcmp(key, "batch_size")) rc = opt_int32(n, key, 1, RNN_TRAIN_MAX_BATCH, &o->batch_size, err);
+  else if (!strcmp(key, "window")) rc = opt_int32(n, key, 1, RNN_TRAIN_MAX_WINDOW, &o->window, err);
+  else if (!strcmp(key, "patience")) rc = opt_int32(n, key, 0, RNN_TRAIN_MAX_EPOCHS, &o->patience, err);
   else if (!strcmp(key, "seed")) { rc = opt_int(n, key, 0, INT64_MAX, &i, err); o->seed = (uint64_t)i; }
   else if (!strcmp(key, "lr")) rc = opt_num(n, key, 1, &o->lr, err);
   else if (!strcmp(key, "eps")) rc = opt_num(n, key, 0, &o->eps, err);
@@ -212,7 +219,7 @@ static int opts_check(train_opts *o, int has_loss, int has_split, rnn_err *err) 
   return SQLITE_OK;
 }
 
-int train_json_number(sqlite3_str *s, double x) {
+int rnn_train_json_number(sqlite3_str *s, double x) {
   char buf[40];
   for (int p = 15; p <= 17; p++) { /* '!' (more than 16 digits) only when needed: it also writes 1.0 for 1 */
     sqlite3_snprintf(sizeof(buf), buf, p == 15 ? "%.*g" : "%!.*g", p, x);
@@ -236,22 +243,22 @@ static int opts_json(train_opts *o, rnn_err *err) {
   sqlite3_str *s = sqlite3_str_new(NULL);
   sqlite3_str_appendf(s, "{\"task\":\"%s\",\"loss\":\"%s\",\"epochs\":%d,\"lr\":", tasks[o->task],
                       o->loss == RNN_LOSS_CE ? "cross_entropy" : "mse", o->epochs);
-  int ok = train_json_number(s, o->lr);
+  int ok = rnn_train_json_number(s, o->lr);
   sqlite3_str_appendall(s, ",\"betas\":[");
-  ok &= train_json_number(s, o->beta1);
+  ok &= rnn_train_json_number(s, o->beta1);
   sqlite3_str_appendchar(s, 1, ',');
-  ok &= train_json_number(s, o->beta2);
+  ok &= rnn_train_json_number(s, o->beta2);
   sqlite3_str_appendall(s, "],\"eps\":");
-  ok &= train_json_number(s, o->eps);
+  ok &= rnn_train_json_number(s, o->eps);
   sqlite3_str_appendall(s, ",\"weight_decay\":");
-  ok &= train_json_number(s, o->weight_decay);
+  ok &= rnn_train_json_number(s, o->weight_decay);
   sqlite3_str_appendf(s, ",\"batch_size\":%d,\"window\":%d,\"clip\":", o->batch_size, o->window);
-  ok &= train_json_number(s, o->clip);
+  ok &= rnn_train_json_number(s, o->clip);
   sqlite3_str_appendf(s, ",\"standardize\":%s,\"val_fraction\":", o->standardize ? "true" : "false");
-  ok &= train_json_number(s, o->val_fraction);
+  ok &= rnn_train_json_number(s, o->val_fraction);
   sqlite3_str_appendf(s, ",\"val_split\":\"%s\",\"patience\":%d,\"max_seconds\":", o->val_series ? "series" : "tail",
                       o->patience);
-  ok &= train_json_number(s, o->max_seconds);
+  ok &= rnn_train_json_number(s, o->max_seconds);
   sqlite3_str_appendf(s, ",\"seed\":%llu,\"shuffle\":%s,\"save_as\":", (unsigned long long)o->seed,
                       o->shuffle ? "true" : "false");
   if (o->save_as) rnn_json_string(s, o->save_as);
@@ -282,7 +289,7 @@ static int unknown_key(const char *key, rnn_err *err) {
   return err->rc;
 }
 
-int train_opts_parse(const char *z, int n, train_opts *o, rnn_err *err) {
+int rnn_train_opts_parse(const char *z, int n, train_opts *o, rnn_err *err) {
   defaults(o);
   int has_loss = 0, has_split = 0;
   if (z && n > 0) {
@@ -309,7 +316,7 @@ int train_opts_parse(const char *z, int n, train_opts *o, rnn_err *err) {
   return opts_json(o, err);
 }
 
-void train_opts_free(train_opts *o) {
+void rnn_train_opts_free(train_opts *o) {
   sqlite3_free(o->save_as);
   sqlite3_free(o->labels);
   sqlite3_free(o->labels_text);
