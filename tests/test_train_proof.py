@@ -13,6 +13,8 @@
 4. test_long_memory_lesson: sql/train_long_memory.sql's output (sql/expected/train_long_memory.out, which
    tests/test_sql_examples.py proves is what the file prints) shows the lesson: after 40 epochs the tanh RNN's
    validation MSE stays above 0.15 while the LSTM's and the GRU's are below 0.03.
+   test_lesson_chart: `make lesson`'s steps (the SQL into a database, then sql/train_long_memory.gp) draw a
+   1000x560 PNG from 3 x 40 epochs of curves, as docs/train_long_memory.png is.
 5. test_real_data_is_statsmodels: with statsmodels importable, sql/train_data.py writes exactly the committed
    sql/data/*.sql; either way the tables hold the rows the README describes.
 """
@@ -20,6 +22,10 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import sqlite3
+import struct
+import subprocess
 import tempfile
 
 import gen_train_proof as gen
@@ -147,3 +153,31 @@ def test_real_data_is_statsmodels():
             with open(path, encoding="utf-8") as f, \
                     open(os.path.join(ROOT, "sql", "data", os.path.basename(path)), encoding="utf-8") as g:
                 assert f.read() == g.read(), os.path.basename(path)
+
+
+def png_size(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    return struct.unpack(">II", data[16:24])
+
+
+def test_lesson_chart():
+    for tool in ("gnuplot", "sqlite3"):
+        if not shutil.which(tool):
+            raise Skip("%s not installed" % tool)
+    with tempfile.TemporaryDirectory() as d:
+        db, png = os.path.join(d, "lesson.db"), os.path.join(d, "lesson.png")
+        with open(os.path.join(ROOT, "sql", "train_long_memory.sql"), "rb") as f:
+            r = subprocess.run(["sqlite3", db], stdin=f, cwd=ROOT, capture_output=True, timeout=300)
+        assert r.returncode == 0 and not r.stderr, r.stderr
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT cell, count(*), min(epoch), max(epoch) FROM curves GROUP BY cell ORDER BY cell"
+                           ).fetchall() == [("gru", 40, 1, 40), ("lstm", 40, 1, 40), ("rnn_tanh", 40, 1, 40)]
+        con.close()
+        r = subprocess.run(["gnuplot", "-e", "db='%s'; out='%s'" % (db, png), "sql/train_long_memory.gp"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 and r.stderr == "" and r.stdout == "", (r.returncode, r.stderr)
+        with open(png, "rb") as f:
+            data = f.read()
+        assert png_size(data) == (1000, 560) and len(data) > 30000, (png_size(data), len(data))
+    with open(os.path.join(ROOT, "docs", "train_long_memory.png"), "rb") as f:
+        assert png_size(f.read()) == (1000, 560)
