@@ -127,6 +127,19 @@ bench: check-python rnn.so build/bench_kernels
 
 .PHONY: bench
 
+# Training (README "Training"). lesson: sql/train_long_memory.sql trained by rnn_train, its loss curves drawn into
+# docs/train_long_memory.png. train-lang: the tutorial's character RNN trained by rnn_train against torch (minutes).
+lesson: check-demo-deps rnn.so
+	mkdir -p build && rm -f build/lesson.db
+	sqlite3 build/lesson.db < sql/train_long_memory.sql
+	gnuplot -e "db='build/lesson.db'; out='docs/train_long_memory.png'" sql/train_long_memory.gp
+	@echo "loss curves: docs/train_long_memory.png"
+
+train-lang: check-python rnn.so
+	$(PYTHON) sql/train_lang_rnn.py
+
+.PHONY: lesson train-lang
+
 # static, install, uninstall, node-test
 include tests/ecosystem.mk
 # sanitize, valgrind, fuzz, oomtest, threadtest

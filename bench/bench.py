@@ -17,6 +17,10 @@
    LSTM(1->64), LSTM(1->256), with 1 thread and one per core (SQLITE_RNN_THREADS), against the copy job
    (INSERT INTO p SELECT id, t, v FROM series) and the window query into the same table; and the batch-16 product alone (build/bench_kernels batch) against the FMA peak.
 
+7. Training (issue 14): sequence-steps per second of training with rnn_train (1 thread) against the same training
+   in PyTorch on all cores (nn.GRU/nn.LSTM + nn.Linear, Adam, clip_grad_norm_, the same windows, batches and
+   initial weights), GRU and LSTM with hidden 8, 32 and 64.
+
 `python3 bench/bench.py 5` runs only the parts named (here part 5).
 
 Prints the CPU, each figure and each ratio. Needs a Python with sqlite3 extension loading;
@@ -344,10 +348,82 @@ def part6(con):
         print("| " + " | ".join(line.split()) + " |")
 
 
+# Part 7: 64 series x 400 steps of one feature, task next: 64 x 399 steps, cut into windows of 50 steps (512
+# windows, 32 batches of 16 per epoch). A sequence-step is one step of one window, forward and backward.
+TRAIN_SERIES, TRAIN_STEPS, TRAIN_WINDOW, TRAIN_BATCH = 64, 400, 50, 16
+
+
+def train_db():
+    con = connect(":memory:")
+    con.execute("CREATE TABLE s(id INTEGER, t INTEGER, v REAL)")
+    con.execute("INSERT INTO s WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+                "SELECT a.i, b.i, sin(a.i * 0.37 + b.i * 0.05) + 0.1 * cos(b.i * 1.7) FROM n a, n b "
+                "WHERE a.i < %d" % (TRAIN_STEPS - 1, TRAIN_SERIES))
+    return con
+
+
+def torch_train_steps(blob, x, epochs):
+    """Seconds for `epochs` epochs of the same training in torch: windows x [N, W, 1] (inputs, targets one step on),
+    batches of TRAIN_BATCH in a shuffled order, Adam lr 0.001, clip 1.0."""
+    import torch
+    import train_ref
+    torch.set_num_threads(os.cpu_count() or 1)
+    model, _ = train_ref.build(blob)
+    opt = torch.optim.Adam(model.parameters(), lr=0.001)
+    inp, tgt = x[:, :-1], x[:, 1:]
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(inp.shape[0])
+        for a in range(0, inp.shape[0], TRAIN_BATCH):
+            idx = order[a:a + TRAIN_BATCH]
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(inp[idx]), tgt[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    return time.perf_counter() - t0
+
+
+def part7():
+    print("\n## 7. Training: sequence-steps per second, rnn_train (1 thread) against torch (all cores)\n")
+    print("%d series x %d steps, task next, windows of %d steps, batches of %d, Adam, clip 1.0; a sequence-step is "
+          "one step of one window, forward and backward.\n" % (TRAIN_SERIES, TRAIN_STEPS, TRAIN_WINDOW, TRAIN_BATCH))
+    con = train_db()
+    rows = con.execute("SELECT v FROM s ORDER BY id, t").fetchall()
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    print("| model | rnn_train steps/s | torch steps/s (%s threads) | rnn_train / torch |\n|---|---|---|---|"
+          % (os.cpu_count() if torch else "-"))
+    steps_per_epoch = TRAIN_SERIES * (TRAIN_STEPS - 1)
+    for cell in ("gru", "lstm"):
+        for hidden in (8, 32, 64):
+            spec = json.dumps({"cell": cell, "input_size": 1, "hidden_size": hidden, "output_size": 1, "seed": 1})
+            blob = con.execute("SELECT rnn_init(?)", (spec,)).fetchone()[0]
+            epochs = max(2, 512 // hidden)
+            opts = json.dumps({"epochs": epochs, "window": TRAIN_WINDOW, "batch_size": TRAIN_BATCH, "clip": 1.0,
+                               "val_fraction": 0, "standardize": False})
+            t0 = time.perf_counter()
+            con.execute("SELECT count(*) FROM rnn_train(?, 'SELECT id, t, v FROM s', ?)", (blob, opts)).fetchall()
+            ours = steps_per_epoch * epochs / (time.perf_counter() - t0)
+            if torch is None:
+                print("| %s(1->%d) | %.0f | (python3-torch not installed) | |" % (cell.upper(), hidden, ours))
+                continue
+            # the same windows: each series' 400 rows give 399 steps, cut into 50-step windows (the last 49)
+            series = torch.tensor([r[0] for r in rows], dtype=torch.float32).reshape(TRAIN_SERIES, TRAIN_STEPS, 1)
+            full = [series[:, a:a + TRAIN_WINDOW + 1] for a in range(0, TRAIN_STEPS - 1, TRAIN_WINDOW)]
+            x = torch.cat([w for w in full if w.shape[1] == TRAIN_WINDOW + 1])
+            t_epochs = max(1, epochs // 4)          # torch is slower: fewer epochs measure its rate
+            seconds = torch_train_steps(bytes(blob), x, t_epochs)
+            theirs = x.shape[0] * TRAIN_WINDOW * t_epochs / seconds
+            print("| %s(1->%d) | %.0f | %.0f | %.2f |" % (cell.upper(), hidden, ours, theirs, ours / theirs))
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     path = os.path.join(WORK, "series.db")
-    parts = set(sys.argv[1:]) or {"1", "2", "3", "4", "5", "6"}
+    parts = set(sys.argv[1:]) or {"1", "2", "3", "4", "5", "6", "7"}
     print("# sqlite-rnn bench: %s, %d cores, SQLite %s, Python %s" % (
         cpu_name(), os.cpu_count(), sqlite3.sqlite_version, platform.python_version()))
     kcon = connect(":memory:")
@@ -370,6 +446,8 @@ def main():
         part5()
     if "6" in parts:
         part6(con)
+    if "7" in parts:
+        part7()
 
 
 if __name__ == "__main__":
