@@ -87,7 +87,9 @@ struct scan_cursor {
   rnn_entry *e;           /* model reference; owned */
   sqlite3_stmt *rows;     /* rule 2; owned */
   int nf;                 /* feature columns */
-  int have_row;           /* rows is on a row no group has taken yet */
+  int have_row;           /* rows returned a row no group has taken yet */
+  scan_group *filling;    /* the group rnn_scan_feed fills, while rows steps */
+  rnn_err ferr;           /* an error of rnn_scan_feed, for fill */
   int input_done;
   int ngroups;
   scan_group grp[SCAN_MAX_GROUPS];
@@ -236,21 +238,32 @@ static void append_sql(sqlite3_str *s, const char *fmt, const char *const *name,
   }
 }
 
-/* Rules 1 and 2: the statement reading the table. */
+/* Rules 1 and 2: the statement reading the table. The ORDER BY is in a
+** subquery with a LIMIT, so that SQLite neither flattens it nor pushes the
+** WHERE into it: rnn_scan_feed sees the rows sorted, whether an index gives
+** them in order or the sorter does. */
 static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_err *err) {
   const char *name[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
   for (int a = 1; a < SCAN_FIXED_ARGS + c->nf; a++) {
     if (arg_name(argv[a], a + 1, &name[a], err) != SQLITE_OK) return err->rc;
   }
-  static const int head[] = {2, 3}, tail[] = {1, 2, 3};
+  static const int head[] = {2, 3}, tail[] = {1};
+  const int ncol = 2 + c->nf;
   sqlite3_str *s = sqlite3_str_new(db);
-  append_sql(s, "SELECT %N, %N", name, head);
+  sqlite3_str_appendall(s, "SELECT c0");
+  for (int i = 1; i < ncol; i++) sqlite3_str_appendf(s, ", c%d", i);
+  append_sql(s, " FROM (SELECT %N AS c0, %N AS c1", name, head);
   for (int f = 0; f < c->nf; f++) {
-    sqlite3_str_appendall(s, ", ");
+    sqlite3_str_appendf(s, ", ");
     append_name(s, name[SCAN_FIXED_ARGS + f]);
+    sqlite3_str_appendf(s, " AS c%d", 2 + f);
   }
-  append_sql(s, " FROM %N ORDER BY %N, %N", name, tail);
-  return prepare_read(db, s, &c->rows, err);
+  append_sql(s, " FROM %N ORDER BY 1, 2 LIMIT -1) WHERE rnn_scan_feed(?1", name, tail);
+  for (int i = 0; i < ncol; i++) sqlite3_str_appendf(s, ", c%d", i);
+  sqlite3_str_appendall(s, ")");
+  if (prepare_read(db, s, &c->rows, err) != SQLITE_OK) return err->rc;
+  int rc = sqlite3_bind_pointer(c->rows, 1, c, "rnn_scan_cursor", NULL);
+  return rc == SQLITE_OK ? SQLITE_OK : rnn_err_code(err, rc);
 }
 
 /* Rule 5: the number of threads. */
@@ -339,48 +352,76 @@ static int room(scan_cursor *c, scan_group *g, size_t bytes, int *nomem) {
   return 1;
 }
 
-/* Bytes column i would put in an arena. */
-static size_t col_bytes(sqlite3_stmt *st, int i) {
-  int t = sqlite3_column_type(st, i);
-  return t == SQLITE_TEXT || t == SQLITE_BLOB ? (size_t)sqlite3_column_bytes(st, i) : 0;
-}
+/* A column of the current row as read, once: TEXT and BLOB point into the
+** statement (valid until it steps). */
+typedef struct scan_raw {
+  int type, len;
+  int64_t i;
+  double d;
+  const void *p;
+} scan_raw;
 
-/* Column i into v, its bytes appended at arena + *alen (room checked). */
-static int col_take(sqlite3_stmt *st, int i, scan_val *v, char *arena, size_t *alen) {
-  v->type = sqlite3_column_type(st, i);
-  v->len = 0;
-  switch (v->type) {
-    case SQLITE_INTEGER: v->u.i = sqlite3_column_int64(st, i); break;
-    case SQLITE_FLOAT: v->u.d = sqlite3_column_double(st, i); break;
+static int raw_read(sqlite3_stmt *st, int i, scan_raw *r) {
+  r->type = sqlite3_column_type(st, i);
+  r->len = 0;
+  switch (r->type) {
+    case SQLITE_INTEGER: r->i = sqlite3_column_int64(st, i); break;
+    case SQLITE_FLOAT: r->d = sqlite3_column_double(st, i); break;
     case SQLITE_TEXT:
-    case SQLITE_BLOB: {
-      const void *p = v->type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i) : sqlite3_column_blob(st, i);
-      v->len = sqlite3_column_bytes(st, i);
-      if (!p && v->len) return SQLITE_NOMEM;
-      v->u.off = *alen;
-      if (v->len) memcpy(arena + *alen, p, (size_t)v->len);
-      *alen += (size_t)v->len;
+    case SQLITE_BLOB:
+      r->p = r->type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i) : sqlite3_column_blob(st, i);
+      r->len = sqlite3_column_bytes(st, i);
+      if (!r->p && r->len) return SQLITE_NOMEM;
       break;
-    }
     default: break;
   }
   return SQLITE_OK;
 }
 
-/* Rule 7: v (bytes in arena) and column i are peers in ORDER BY. */
-static int col_same(const scan_val *v, const char *arena, sqlite3_stmt *st, int i) {
-  int t = sqlite3_column_type(st, i);
-  int na = v->type == SQLITE_INTEGER || v->type == SQLITE_FLOAT, nb = t == SQLITE_INTEGER || t == SQLITE_FLOAT;
-  if (na && nb) {
-    if (v->type == SQLITE_INTEGER && t == SQLITE_INTEGER) return v->u.i == sqlite3_column_int64(st, i);
-    double a = v->type == SQLITE_INTEGER ? (double)v->u.i : v->u.d;
-    return a == sqlite3_column_double(st, i);
+/* The same from a protected value (an argument of rnn_scan_feed). */
+static int raw_value(sqlite3_value *v, scan_raw *r) {
+  r->type = sqlite3_value_type(v);
+  r->len = 0;
+  switch (r->type) {
+    case SQLITE_INTEGER: r->i = sqlite3_value_int64(v); break;
+    case SQLITE_FLOAT: r->d = sqlite3_value_double(v); break;
+    case SQLITE_TEXT:
+    case SQLITE_BLOB:
+      r->p = r->type == SQLITE_TEXT ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
+      r->len = sqlite3_value_bytes(v);
+      if (!r->p && r->len) return SQLITE_NOMEM;
+      break;
+    default: break;
   }
-  if (v->type != t) return 0;
-  if (t == SQLITE_NULL) return 1;
-  const void *p = t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i) : sqlite3_column_blob(st, i);
-  int len = sqlite3_column_bytes(st, i);
-  return len == v->len && (len == 0 || (p && memcmp(p, arena + v->u.off, (size_t)len) == 0));
+  return SQLITE_OK;
+}
+
+static size_t raw_bytes(const scan_raw *r) { return (size_t)r->len; }
+
+/* r into v, its bytes appended at arena + *alen (room checked). */
+static void raw_keep(const scan_raw *r, scan_val *v, char *arena, size_t *alen) {
+  v->type = r->type;
+  v->len = r->len;
+  if (r->type == SQLITE_INTEGER) v->u.i = r->i;
+  else if (r->type == SQLITE_FLOAT) v->u.d = r->d;
+  else if (r->type == SQLITE_TEXT || r->type == SQLITE_BLOB) {
+    v->u.off = *alen;
+    if (r->len) memcpy(arena + *alen, r->p, (size_t)r->len);
+    *alen += (size_t)r->len;
+  }
+}
+
+/* Rule 7: v (bytes in arena) and r are peers in ORDER BY. */
+static int raw_same(const scan_val *v, const char *arena, const scan_raw *r) {
+  int na = v->type == SQLITE_INTEGER || v->type == SQLITE_FLOAT, nb = r->type == SQLITE_INTEGER || r->type == SQLITE_FLOAT;
+  if (na && nb) {
+    if (v->type == SQLITE_INTEGER && r->type == SQLITE_INTEGER) return v->u.i == r->i;
+    double a = v->type == SQLITE_INTEGER ? (double)v->u.i : v->u.d, b = r->type == SQLITE_INTEGER ? (double)r->i : r->d;
+    return a == b;
+  }
+  if (v->type != r->type) return 0;
+  if (r->type == SQLITE_NULL) return 1;
+  return r->len == v->len && (r->len == 0 || memcmp(r->p, arena + v->u.off, (size_t)r->len) == 0);
 }
 
 /* Rule 6 through features.c, for what the fast path does not take: the
@@ -404,12 +445,13 @@ static int features_slow(scan_cursor *c, float *x, int *use, rnn_err *err) {
 /* Rule 6: the row's features into x[0..I), *use 0 for a row with a NULL. */
 static int features(scan_cursor *c, float *x, int *use, rnn_err *err) {
   const rnn_model *m = c->e->model;
+  int type[SCAN_MAX_FEATURES];
   *use = 0;
   for (int f = 0; f < c->nf; f++) {
-    if (sqlite3_column_type(c->rows, 2 + f) == SQLITE_NULL) return SQLITE_OK;
+    if ((type[f] = sqlite3_column_type(c->rows, 2 + f)) == SQLITE_NULL) return SQLITE_OK;
   }
   if (m->n_vocab && c->nf == 1) { /* one-hot token, features.c rule 3 */
-    int t = sqlite3_column_type(c->rows, 2), idx = -1;
+    int t = type[0], idx = -1;
     if (t == SQLITE_TEXT) {
       const char *z = (const char *)sqlite3_column_text(c->rows, 2);
       if (z) idx = rnn_model_token(m, z, sqlite3_column_bytes(c->rows, 2));
@@ -426,7 +468,7 @@ static int features(scan_cursor *c, float *x, int *use, rnn_err *err) {
   }
   if (c->nf != m->net.n_in) return features_slow(c, x, use, err);
   for (int f = 0; f < c->nf; f++) {
-    int t = sqlite3_column_type(c->rows, 2 + f);
+    int t = type[f];
     double d = t == SQLITE_INTEGER || t == SQLITE_FLOAT ? sqlite3_column_double(c->rows, 2 + f) : 0.0;
     if ((t != SQLITE_INTEGER && t != SQLITE_FLOAT) || !rnn_f32_finite(d)) return features_slow(c, x, use, err);
     x[f] = (float)d;
@@ -477,24 +519,39 @@ static int split_open(scan_cursor *c, scan_group *g, rnn_err *err) {
   return SQLITE_OK;
 }
 
-/* Rule 7: the error for a second row with the order value of the row before. */
-static int tie_error(scan_cursor *c, rnn_err *err) {
-  const char *k = (const char *)sqlite3_column_text(c->rows, 0);
+/* Rule 7: the error for a second row with the order value of the row before;
+** the key as SQLite would show it as TEXT. */
+static int tie_error(const scan_raw *key, rnn_err *err) {
+  char num[64];
+  const char *z = "NULL";
+  int n = -1;
+  if (key->type == SQLITE_INTEGER) sqlite3_snprintf(sizeof(num), num, "%lld", (long long)key->i);
+  else if (key->type == SQLITE_FLOAT) sqlite3_snprintf(sizeof(num), num, "%!.15g", key->d);
+  if (key->type == SQLITE_INTEGER || key->type == SQLITE_FLOAT) z = num;
+  if (key->type == SQLITE_TEXT || key->type == SQLITE_BLOB) {
+    z = key->len ? key->p : "";
+    n = key->len;
+  }
   return rnn_err_set(err, "rnn_scan(): two rows of the series with key %.40U have the same order value: the order "
-                     "column must be unique within a series", k ? k : "NULL", -1);
+                     "column must be unique within a series", z, n);
 }
 
-/* The row the statement is on into g, or *full when it belongs to the next group. */
-static int take_row(scan_cursor *c, scan_group *g, int *full, rnn_err *err) {
+/* A row into g, or *full when it belongs to the next group: the row rnn_scan_feed
+** is called for (argv: the cursor, key, order, features), or with argv NULL
+** the row the statement returned. */
+static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *full, rnn_err *err) {
+  scan_raw key, ord;
+  int rk = argv ? raw_value(argv[1], &key) : raw_read(c->rows, 0, &key);
+  int ro = argv ? raw_value(argv[2], &ord) : raw_read(c->rows, 1, &ord);
+  if (rk != SQLITE_OK || ro != SQLITE_OK) return rnn_err_nomem(err);
   scan_series *s = g->nser ? &g->ser[g->nser - 1] : NULL;
-  int same = s && col_same(&s->key, s->key.type == SQLITE_TEXT || s->key.type == SQLITE_BLOB ? g->arena : NULL,
-                           c->rows, 0);
-  size_t bytes = col_bytes(c->rows, 1) + (same ? 0 : col_bytes(c->rows, 0));
+  int same = s && raw_same(&s->key, g->arena, &key);
+  size_t bytes = raw_bytes(&ord) + (same ? 0 : raw_bytes(&key));
   int nomem;
   *full = 0;
   if (same) {
     const scan_val *prev = s->n ? &g->ord[g->nrow - 1] : &c->split_ord;
-    if (col_same(prev, s->n ? g->arena : c->split_mem, c->rows, 1)) return tie_error(c, err);
+    if (raw_same(prev, s->n ? g->arena : c->split_mem, &ord)) return tie_error(&key, err);
   } else if (g->nser == SCAN_B) {
     *full = 1;
     return SQLITE_OK;
@@ -508,16 +565,44 @@ static int take_row(scan_cursor *c, scan_group *g, int *full, rnn_err *err) {
     s = &g->ser[g->nser++];
     memset(s, 0, sizeof(*s));
     s->row0 = g->nrow;
-    if (col_take(c->rows, 0, &s->key, g->arena, &g->alen) != SQLITE_OK) return rnn_err_nomem(err);
+    raw_keep(&key, &s->key, g->arena, &g->alen);
   }
   const int64_t r = g->nrow;
-  if (col_take(c->rows, 1, &g->ord[r], g->arena, &g->alen) != SQLITE_OK) return rnn_err_nomem(err);
+  raw_keep(&ord, &g->ord[r], g->arena, &g->alen);
   int use;
-  if (features(c, g->x + (size_t)r * c->e->model->net.n_in, &use, err) != SQLITE_OK) return err->rc;
+  float *x = g->x + (size_t)r * c->e->model->net.n_in;
+  if (argv) {
+    sqlite3_value *fv[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
+    for (int f = 0; f < c->nf; f++) fv[SCAN_FIXED_ARGS + f] = argv[3 + f];
+    if (rnn_row_read(err, c->e->model, "rnn_scan", SCAN_FIXED_ARGS, SCAN_FIXED_ARGS + c->nf, fv, x, &use)) {
+      return err->rc;
+    }
+  } else if (features(c, x, &use, err) != SQLITE_OK) {
+    return err->rc;
+  }
   g->flag[r] = use ? SCAN_USE : 0;
   g->nrow++;
   s->n++;
   return SQLITE_OK;
+}
+
+/* Rule 2: rnn_scan_feed(cursor, key, order, feature...), called by the
+** statement for each row in order: takes the row into the group being filled
+** and returns 0, or returns 1 (the row is then returned by the statement and
+** the group is complete). Any other use is an error. */
+void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  scan_cursor *c = argc >= 1 ? sqlite3_value_pointer(argv[0], "rnn_scan_cursor") : NULL;
+  if (!c || !c->filling || argc != 3 + c->nf) {
+    sqlite3_result_error(ctx, "rnn_scan_feed(): for rnn_scan's own use", -1);
+    return;
+  }
+  int full = 0;
+  if (take_row(c, c->filling, argv, &full, &c->ferr) != SQLITE_OK) {
+    if (c->ferr.rc == SQLITE_NOMEM) sqlite3_result_error_nomem(ctx);
+    else sqlite3_result_error(ctx, "rnn_scan", -1);
+    return;
+  }
+  sqlite3_result_int(ctx, full);
 }
 
 /* Fill g with the next rows of the table: whole series, or a part of one (rule 4). */
@@ -528,21 +613,24 @@ static int fill(scan_cursor *c, sqlite3 *db, scan_group *g, rnn_err *err) {
   g->pred = c->last;
   g->carry_taken = 0;
   if (c->split && split_open(c, g, err) != SQLITE_OK) return err->rc;
-  for (;;) {
-    if (!c->have_row) {
-      int rc = sqlite3_step(c->rows);
-      if (rc == SQLITE_DONE) {
-        c->input_done = 1;
-        return SQLITE_OK;
-      }
-      if (rc != SQLITE_ROW) return read_error(db, rc, err);
-      c->have_row = 1;
-    }
-    int full;
-    if (take_row(c, g, &full, err) != SQLITE_OK) return err->rc;
-    if (full) return SQLITE_OK;
+  if (c->have_row) { /* the row that ended the group before */
+    int full = 0;
+    if (take_row(c, g, NULL, &full, err) != SQLITE_OK) return err->rc;
     c->have_row = 0;
   }
+  c->filling = g;
+  int rc = sqlite3_step(c->rows);
+  c->filling = NULL;
+  if (rc == SQLITE_ROW) {
+    c->have_row = 1;
+    return SQLITE_OK;
+  }
+  if (rc == SQLITE_DONE) {
+    c->input_done = 1;
+    return SQLITE_OK;
+  }
+  if (c->ferr.rc != SQLITE_OK) return rnn_err_take(err, &c->ferr);
+  return read_error(db, rc, err);
 }
 
 /* ---- Threads (rule 5) ---- */
@@ -690,6 +778,7 @@ static void scan_reset(scan_cursor *c) {
   for (int g = 0; g < SCAN_MAX_GROUPS; g++) group_free(&c->grp[g]);
   sqlite3_free(c->workmem);
   sqlite3_free(c->split_mem);
+  sqlite3_free(c->ferr.msg);
   sqlite3_vtab_cursor base = c->base;
   memset(c, 0, sizeof(*c));
   c->base = base;
