@@ -591,7 +591,10 @@ static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *fu
 ** and returns 0, or returns 1 (the row is then returned by the statement and
 ** the group is complete). Any other use is an error. */
 void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  scan_cursor *c = argc >= 1 ? sqlite3_value_pointer(argv[0], "rnn_scan_cursor") : NULL;
+  scan_cursor *c = argc >= 1 ? sqlite3_get_auxdata(ctx, 0) : NULL; /* saves a type-name compare per row */
+  if (!c && argc >= 1 && (c = sqlite3_value_pointer(argv[0], "rnn_scan_cursor")) != NULL) {
+    sqlite3_set_auxdata(ctx, 0, c, NULL);
+  }
   if (!c || !c->filling || argc != 3 + c->nf) {
     sqlite3_result_error(ctx, "rnn_scan_feed(): for rnn_scan's own use", -1);
     return;
