@@ -285,7 +285,7 @@ static int scan_alloc(scan_cursor *c, rnn_err *err) {
   const rnn_net *n = &c->e->model->net;
   const size_t nst = rnn_state_floats(n), nw = scan_work_floats(n);
   c->ngroups = c->nthreads + 2;
-  c->row_bytes = sizeof(float) * ((size_t)n->n_in + (size_t)n->n_out) + sizeof(scan_val) + 1;
+  c->row_bytes = sizeof(float) * ((size_t)n->n_in + (size_t)n->n_out) + 2 * sizeof(scan_val) + 1;
   c->budget = scan_memory() / (size_t)c->ngroups;
   for (int g = 0; g < c->ngroups; g++) {
     scan_group *gr = &c->grp[g];
@@ -303,6 +303,7 @@ static void group_free(scan_group *g) {
   sqlite3_free(g->x);
   sqlite3_free(g->out);
   sqlite3_free(g->ord);
+  sqlite3_free(g->okey);
   sqlite3_free(g->flag);
   sqlite3_free(g->arena);
   sqlite3_free(g->stmem);
@@ -322,11 +323,11 @@ static int read_error(sqlite3 *db, int rc, rnn_err *err) {
 
 /* Room in g for one more row and `bytes` of TEXT/BLOB: within the budget, or
 ** any row at all when g is empty (a group always takes a row). Grows the
-** arrays when needed; *nomem on an allocation failure. */
-static int room(scan_cursor *c, scan_group *g, size_t bytes, int *nomem) {
+** arrays when needed. *fits says which; an error only when memory runs out. */
+static int room(scan_cursor *c, scan_group *g, size_t bytes, int *fits, rnn_err *err) {
   const rnn_net *n = &c->e->model->net;
-  *nomem = 0;
-  if (g->nrow > 0 && (size_t)(g->nrow + 1) * c->row_bytes + g->alen + bytes > c->budget) return 0;
+  *fits = 0;
+  if (g->nrow > 0 && (size_t)(g->nrow + 1) * c->row_bytes + g->alen + bytes > c->budget) return SQLITE_OK;
   if (g->nrow == g->cap) {
     int64_t cap = g->cap ? 2 * g->cap : 1024, most = (int64_t)(c->budget / c->row_bytes) + 1;
     cap = cap > most && most > g->nrow ? most : cap;
@@ -336,20 +337,23 @@ static int room(scan_cursor *c, scan_group *g, size_t bytes, int *nomem) {
     if (out) g->out = out;
     scan_val *ord = sqlite3_realloc64(g->ord, sizeof(scan_val) * (size_t)cap);
     if (ord) g->ord = ord;
+    scan_val *okey = sqlite3_realloc64(g->okey, sizeof(scan_val) * (size_t)cap);
+    if (okey) g->okey = okey;
     unsigned char *flag = sqlite3_realloc64(g->flag, (size_t)cap);
     if (flag) g->flag = flag;
-    if (!x || !out || !ord || !flag) return !(*nomem = 1);
+    if (!x || !out || !ord || !okey || !flag) return rnn_err_nomem(err);
     g->cap = cap;
   }
   if (g->alen + bytes > g->acap) {
     size_t cap = g->acap ? 2 * g->acap : 4096;
     while (cap < g->alen + bytes) cap *= 2;
     char *a = sqlite3_realloc64(g->arena, cap);
-    if (!a) return !(*nomem = 1);
+    if (!a) return rnn_err_nomem(err);
     g->arena = a;
     g->acap = cap;
   }
-  return 1;
+  *fits = 1;
+  return SQLITE_OK;
 }
 
 /* A column of the current row as read, once: TEXT and BLOB point into the
@@ -504,8 +508,8 @@ static int split_save(scan_cursor *c, scan_group *g, rnn_err *err) {
 
 /* Open the series that continues the one the previous group broke off. */
 static int split_open(scan_cursor *c, scan_group *g, rnn_err *err) {
-  int nomem;
-  if (!room(c, g, (size_t)c->split_key.len, &nomem) && nomem) return rnn_err_nomem(err);
+  int fits; /* always: the group is empty */
+  if (room(c, g, (size_t)c->split_key.len, &fits, err) != SQLITE_OK) return err->rc;
   scan_series *s = &g->ser[g->nser++];
   memset(s, 0, sizeof(*s));
   s->key = c->split_key;
@@ -536,6 +540,14 @@ static int tie_error(const scan_raw *key, rnn_err *err) {
                      "column must be unique within a series", z, n);
 }
 
+/* For a key equal to v (raw_same): whether it is v itself, not another
+** number of the same value (1.0 for 1, -0.0 for 0.0). TEXT and BLOB equal
+** byte for byte are the same. */
+static int same_number(const scan_val *v, const scan_raw *r) {
+  if (v->type != r->type) return 0;
+  return v->type != SQLITE_FLOAT || memcmp(&v->u.d, &r->d, sizeof(double)) == 0;
+}
+
 /* A row into g, or *full when it belongs to the next group: the row rnn_scan_feed
 ** is called for (argv: the cursor, key, order, features), or with argv NULL
 ** the row the statement returned. */
@@ -547,7 +559,7 @@ static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *fu
   scan_series *s = g->nser ? &g->ser[g->nser - 1] : NULL;
   int same = s && raw_same(&s->key, g->arena, &key);
   size_t bytes = raw_bytes(&ord) + (same ? 0 : raw_bytes(&key));
-  int nomem;
+  int fits;
   *full = 0;
   if (same) {
     const scan_val *prev = s->n ? &g->ord[g->nrow - 1] : &c->split_ord;
@@ -556,8 +568,8 @@ static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *fu
     *full = 1;
     return SQLITE_OK;
   }
-  if (!room(c, g, bytes, &nomem)) {
-    if (nomem) return rnn_err_nomem(err);
+  if (room(c, g, bytes, &fits, err) != SQLITE_OK) return err->rc;
+  if (!fits) {
     *full = 1;
     return same ? split_save(c, g, err) : SQLITE_OK;
   }
@@ -581,6 +593,11 @@ static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *fu
     return err->rc;
   }
   g->flag[r] = use ? SCAN_USE : 0;
+  if (same && !same_number(&s->key, &key)) { /* rule 7: the row keeps its own key, as the window shows it */
+    size_t none = 0;
+    raw_keep(&key, &g->okey[r], NULL, &none);
+    g->flag[r] |= SCAN_OWNKEY;
+  }
   g->nrow++;
   s->n++;
   return SQLITE_OK;
@@ -860,7 +877,9 @@ static int scan_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
   const scan_group *g = c->cur;
   const rnn_model *m = c->e->model;
   switch (col) {
-    case C_KEY: result_val(ctx, &g->ser[c->si].key, g->arena); break;
+    case C_KEY:
+      result_val(ctx, g->flag[c->at] & SCAN_OWNKEY ? &g->okey[c->at] : &g->ser[c->si].key, g->arena);
+      break;
     case C_ORD: result_val(ctx, &g->ord[c->at], g->arena); break;
     case C_OUTPUT:
       if (g->flag[c->at] & SCAN_OUT) {

@@ -34,6 +34,7 @@ typedef struct scan_series {
 enum { SCAN_FREE, SCAN_READY, SCAN_BUSY, SCAN_DONE };
 #define SCAN_USE 1    /* flag: the row takes a step (no NULL feature) */
 #define SCAN_OUT 2    /* flag: the row has an output (a step was taken by then) */
+#define SCAN_OWNKEY 4 /* flag: the row's key is a number equal to its series' key but not the same (1.0 and 1): in okey */
 
 typedef struct scan_group scan_group;
 struct scan_group {
@@ -43,6 +44,7 @@ struct scan_group {
   float *x;              /* [cap][I] raw features; owned */
   float *out;            /* [cap][O] outputs; owned */
   scan_val *ord;         /* [cap] order values; owned */
+  scan_val *okey;        /* [cap] the keys of SCAN_OWNKEY rows (numbers), nothing else written; owned */
   unsigned char *flag;   /* [cap] SCAN_USE | SCAN_OUT; owned */
   char *arena;           /* TEXT and BLOB bytes of keys and order values; owned */
   size_t alen, acap;
