@@ -770,7 +770,10 @@ static int advance(scan_cursor *c, sqlite3 *db, rnn_err *err) {
   }
   for (int i = 0; i < c->ngroups && !c->input_done && c->rlen < c->ngroups; i++) {
     scan_group *g = &c->grp[i];
-    if (g->status != SCAN_FREE || g == c->last) continue;
+    lock(c); /* the workers change the state of groups in the ring */
+    int free = g->status == SCAN_FREE && g != c->last;
+    unlock(c);
+    if (!free) continue;
     if (fill(c, db, g, err) != SQLITE_OK) return err->rc;
     if (g->nrow == 0) break;
     lock(c);
