@@ -238,30 +238,69 @@ static void append_sql(sqlite3_str *s, const char *fmt, const char *const *name,
   }
 }
 
-/* Rules 1 and 2: the statement reading the table. The ORDER BY is in a
-** subquery with a LIMIT, so that SQLite neither flattens it nor pushes the
-** WHERE into it: rnn_scan_feed sees the rows sorted, whether an index gives
-** them in order or the sorter does. */
+/* 1 if stmt sorts (opcodes of its EXPLAIN), 0 if its ORDER BY is the order
+** in which it reads an index; -1 on an error. */
+static int sorts(sqlite3 *db, sqlite3_stmt *stmt) {
+  char *sql = sqlite3_mprintf("EXPLAIN %s", sqlite3_sql(stmt));
+  sqlite3_stmt *ex = NULL;
+  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &ex, NULL) : SQLITE_NOMEM, found = 0;
+  sqlite3_free(sql);
+  while (rc == SQLITE_OK && sqlite3_step(ex) == SQLITE_ROW) {
+    const char *op = (const char *)sqlite3_column_text(ex, 1);
+    if (!op) rc = SQLITE_NOMEM;
+    else if (strcmp(op, "SorterOpen") == 0 || strcmp(op, "OpenEphemeral") == 0) found = 1;
+  }
+  if (rc == SQLITE_OK) rc = sqlite3_finalize(ex);
+  else sqlite3_finalize(ex);
+  return rc == SQLITE_OK ? found : -1;
+}
+
+/* Rules 1 and 2: the statement reading the table, rnn_scan_feed in its WHERE.
+** When an index gives the rows in (key, order) order, the WHERE sees them in
+** that order: SELECT k, o, f FROM t WHERE feed(...) ORDER BY k, o. When SQLite
+** must sort, the WHERE would run before the sort, so the ORDER BY goes into a
+** subquery with a LIMIT (neither flattened nor given the WHERE) whose rows the
+** WHERE then sees sorted. */
 static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_err *err) {
   const char *name[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
   for (int a = 1; a < SCAN_FIXED_ARGS + c->nf; a++) {
     if (arg_name(argv[a], a + 1, &name[a], err) != SQLITE_OK) return err->rc;
   }
-  static const int head[] = {2, 3}, tail[] = {1};
+  static const int head[] = {2, 3}, from[] = {1}, order[] = {2, 3};
   const int ncol = 2 + c->nf;
-  sqlite3_str *s = sqlite3_str_new(db);
-  sqlite3_str_appendall(s, "SELECT c0");
-  for (int i = 1; i < ncol; i++) sqlite3_str_appendf(s, ", c%d", i);
-  append_sql(s, " FROM (SELECT %N AS c0, %N AS c1", name, head);
-  for (int f = 0; f < c->nf; f++) {
-    sqlite3_str_appendf(s, ", ");
-    append_name(s, name[SCAN_FIXED_ARGS + f]);
-    sqlite3_str_appendf(s, " AS c%d", 2 + f);
+  for (int sub = 0; sub < 2; sub++) {
+    sqlite3_str *s = sqlite3_str_new(db);
+    append_sql(s, sub ? "SELECT c0, c1" : "SELECT %N, %N", name, head);
+    for (int f = 0; f < c->nf; f++) {
+      sqlite3_str_appendall(s, ", ");
+      if (sub) sqlite3_str_appendf(s, "c%d", 2 + f);
+      else append_name(s, name[SCAN_FIXED_ARGS + f]);
+    }
+    if (sub) {
+      append_sql(s, " FROM (SELECT %N AS c0, %N AS c1", name, head);
+      for (int f = 0; f < c->nf; f++) {
+        sqlite3_str_appendall(s, ", ");
+        append_name(s, name[SCAN_FIXED_ARGS + f]);
+        sqlite3_str_appendf(s, " AS c%d", 2 + f);
+      }
+      append_sql(s, " FROM %N ORDER BY 1, 2 LIMIT -1) WHERE rnn_scan_feed(?1", name, from);
+      for (int i = 0; i < ncol; i++) sqlite3_str_appendf(s, ", c%d", i);
+      sqlite3_str_appendall(s, ")");
+    } else {
+      append_sql(s, " FROM %N WHERE rnn_scan_feed(?1, %N, %N", name, (const int[]){1, 2, 3});
+      for (int f = 0; f < c->nf; f++) {
+        sqlite3_str_appendall(s, ", ");
+        append_name(s, name[SCAN_FIXED_ARGS + f]);
+      }
+      append_sql(s, ") ORDER BY %N, %N", name, order);
+    }
+    if (prepare_read(db, s, &c->rows, err) != SQLITE_OK) return err->rc;
+    int sorted = sub ? 0 : sorts(db, c->rows);
+    if (sorted < 0) return rnn_err_nomem(err);
+    if (!sorted) break;
+    sqlite3_finalize(c->rows);
+    c->rows = NULL;
   }
-  append_sql(s, " FROM %N ORDER BY 1, 2 LIMIT -1) WHERE rnn_scan_feed(?1", name, tail);
-  for (int i = 0; i < ncol; i++) sqlite3_str_appendf(s, ", c%d", i);
-  sqlite3_str_appendall(s, ")");
-  if (prepare_read(db, s, &c->rows, err) != SQLITE_OK) return err->rc;
   int rc = sqlite3_bind_pointer(c->rows, 1, c, "rnn_scan_cursor", NULL);
   return rc == SQLITE_OK ? SQLITE_OK : rnn_err_code(err, rc);
 }
