@@ -19,11 +19,15 @@
 **     identifier (in backquotes, never double quotes, which SQLite reads as a
 **     string when no column matches; no SQL can come in through a name), and
 **     checks it is read-only. SQLite's own error names a missing table or column.
-**  2. One statement reads the table: SELECT key, order, feature... ORDER BY
-**     key, order. With an index on (key, order) (or that primary key) it is a
-**     walk of the index; without one SQLite sorts (its sorter spills to disk).
-**     Values are read with sqlite3_column_* on that statement; a feature that
-**     is not a plain number goes through a protected copy to features.c.
+**  2. One statement reads the table, in (key, order) order: with an index on
+**     (key, order) (or that primary key) a walk of the index, SELECT key,
+**     order, feature... FROM table WHERE rnn_scan_feed(...) ORDER BY key,
+**     order; without one SQLite sorts (its sorter spills to disk) in a
+**     subquery whose sorted rows the WHERE then sees. rnn_scan_feed, called by
+**     the statement for each row with the cursor as a pointer argument, puts
+**     the row in the group being filled from its (protected) argument values
+**     and returns 1 only when the group is complete: one sqlite3_step per
+**     group, not per row. That row is then read with sqlite3_column_*.
 **  3. Groups: the rows are cut into groups of up to SCAN_B whole series in
 **     table order, each computed in lockstep (scan_compute.c), then returned
 **     row by row: a series' rows come out in order, after the series before it.

@@ -230,3 +230,27 @@ def test_memory_bounded(tmp_path):
         (count, outputs), grown = json.loads(p.stdout)
         assert count == 1000000 and outputs == 1000000
         assert grown < 12, (per, grown)
+
+
+def test_every_reading_plan():
+    """The statement reads in (key, order) order whatever plan SQLite picks: the primary key walked, an index on
+    other columns (SQLite sorts), a view (over the primary key, or one that sorts by other columns)."""
+    con = connect()
+    blob = models.recurrent("gru", 1, 6, layers=2, head=1, seed=3)
+    rng = random.Random(5)
+    rows = [(i % 37, rng.randrange(100000), rng.uniform(-2, 2)) for i in range(3000)]
+    rows = list({(k, t): (k, t, v) for k, t, v in rows}.values())
+    con.execute("CREATE TABLE pk(id, t, v, PRIMARY KEY(id, t)) WITHOUT ROWID")
+    con.execute("CREATE TABLE other(id, t, v)")
+    con.execute("CREATE INDEX other_t ON other(t, id)")
+    for tbl in ("pk", "other"):
+        con.executemany("INSERT INTO %s VALUES (?, ?, ?)" % tbl, rows)
+    con.execute("CREATE VIEW vpk AS SELECT id, t, v FROM pk WHERE v > -1.5")
+    con.execute("CREATE VIEW vsorted AS SELECT id, t, v FROM other WHERE v > -1.5 ORDER BY v")
+    for name in ("pk", "other", "vpk", "vsorted"):
+        want = exact(con.execute("SELECT id, t, rnn_predict(?, v) OVER (PARTITION BY id ORDER BY t) FROM %s "
+                                 "ORDER BY id, t" % name, (blob,)).fetchall())
+        for memory in (None, 5000):
+            with env(SQLITE_RNN_SCAN_MEMORY=memory):
+                got = exact(con.execute("SELECT * FROM rnn_scan(?, ?, 'id', 't', 'v')", (blob, name)).fetchall())
+            assert got == want, (name, memory)
