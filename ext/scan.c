@@ -326,7 +326,7 @@ static size_t scan_memory(void) {
 /* The groups' states and every thread's scratch; the rows grow as they come. */
 static int scan_alloc(scan_cursor *c, rnn_err *err) {
   const rnn_net *n = &c->e->model->net;
-  const size_t nst = rnn_state_floats(n), nw = scan_work_floats(n);
+  const size_t nst = rnn_state_floats(n), nw = rnn_scan_work_floats(n);
   c->ngroups = c->nthreads + 2;
   c->row_bytes = sizeof(float) * ((size_t)n->n_in + (size_t)n->n_out) + 2 * sizeof(scan_val) + 1;
   c->budget = scan_memory() / (size_t)c->ngroups;
@@ -338,7 +338,7 @@ static int scan_alloc(scan_cursor *c, rnn_err *err) {
   }
   if (!(c->workmem = sqlite3_malloc64(sizeof(float) * nw * (size_t)c->nthreads))) return rnn_err_nomem(err);
   memset(c->workmem, 0, sizeof(float) * nw * (size_t)c->nthreads);
-  for (int t = 0; t < c->nthreads; t++) scan_work_init(n, &c->work[t], c->workmem + (size_t)t * nw);
+  for (int t = 0; t < c->nthreads; t++) rnn_scan_work_init(n, &c->work[t], c->workmem + (size_t)t * nw);
   return SQLITE_OK;
 }
 
@@ -722,7 +722,7 @@ static void run_group(scan_cursor *c, scan_group *g, scan_work *w) {
     while (g->pred->status != SCAN_DONE && c->sync_ok) pthread_cond_wait(&c->cv, &c->mu);
   }
   unlock(c);
-  scan_compute(&c->e->model->net, g, w);
+  rnn_scan_compute(&c->e->model->net, g, w);
   lock(c);
   g->status = SCAN_DONE;
   if (g->nser && g->ser[0].cont_in) g->pred->carry_taken = 1;

@@ -68,10 +68,10 @@ typedef struct scan_work {
   int bat[SCAN_STEPS * SCAN_B]; /* series of each row of p */
 } scan_work;
 
-size_t scan_work_floats(const rnn_net *n);
-void scan_work_init(const rnn_net *n, scan_work *w, float *mem);
+size_t rnn_scan_work_floats(const rnn_net *n);
+void rnn_scan_work_init(const rnn_net *n, scan_work *w, float *mem);
 /* Compute every row of g (its series' states continue from g->pred's last
 ** when ser[0].cont_in, which the caller has waited for): each row's output
 ** bit for bit what rnn_step and rnn_output give it alone. */
-void scan_compute(const rnn_net *n, scan_group *g, scan_work *w);
+void rnn_scan_compute(const rnn_net *n, scan_group *g, scan_work *w);
 #endif

@@ -27,13 +27,13 @@
 static int imax(int a, int b) { return a > b ? a : b; }
 static int ldx_of(const rnn_net *n) { return imax(n->n_in, n->hout) + n->hout; }
 
-size_t scan_work_floats(const rnn_net *n) {
+size_t rnn_scan_work_floats(const rnn_net *n) {
   const size_t sb = (size_t)SCAN_STEPS * SCAN_B;
   return sb * ((size_t)n->n_in + (size_t)n->ldg)
        + (size_t)SCAN_B * ((size_t)ldx_of(n) + 2 * (size_t)n->ldg + (size_t)n->ldp) + (size_t)n->ldo;
 }
 
-void scan_work_init(const rnn_net *n, scan_work *w, float *mem) {
+void rnn_scan_work_init(const rnn_net *n, scan_work *w, float *mem) {
   const size_t sb = (size_t)SCAN_STEPS * SCAN_B;
   w->ldx = ldx_of(n);
   w->xs = mem;
@@ -181,7 +181,7 @@ static void seed_series(const rnn_net *n, scan_group *g, scan_work *w) {
   }
 }
 
-void scan_compute(const rnn_net *n, scan_group *g, scan_work *w) {
+void rnn_scan_compute(const rnn_net *n, scan_group *g, scan_work *w) {
   int64_t T = 0;
   for (int s = 0; s < g->nser; s++) {
     rnn_state_reset(n, &g->st[s]);
