@@ -63,6 +63,7 @@ typedef struct scan_work {
   float *g;    /* [SCAN_B][ldg] gates above layer 0 */
   float *gh;   /* [SCAN_B][ldg] GRU W_hh h + b_hh; LSTM output before its projection */
   float *pm;   /* [SCAN_B][ldp] projections */
+  float *ho;   /* [SCAN_B][ldo] head outputs */
   float *o;    /* [ldo] output scratch */
   int ldx;
   int bat[SCAN_STEPS * SCAN_B]; /* series of each row of p */

@@ -20,6 +20,10 @@
 **     output of its series' state (none before the first step).
 **  5. A series whose group is a continuation (ser[0].cont_in) starts from the
 **     state its predecessor group left (h, c, the seed's y, steps).
+**  6. Outputs: rnn_output's head(h), then its activation and de-standardisation
+**     (cells.c's finish), as one product over the step's series when the head
+**     is a Linear and the activation none, sigmoid or tanh (the kernels'); any
+**     other output goes through rnn_output itself.
 */
 #include "scan.h"
 #include <string.h>
@@ -30,7 +34,7 @@ static int ldx_of(const rnn_net *n) { return imax(n->n_in, n->hout) + n->hout; }
 size_t rnn_scan_work_floats(const rnn_net *n) {
   const size_t sb = (size_t)SCAN_STEPS * SCAN_B;
   return sb * ((size_t)n->n_in + (size_t)n->ldg)
-       + (size_t)SCAN_B * ((size_t)ldx_of(n) + 2 * (size_t)n->ldg + (size_t)n->ldp) + (size_t)n->ldo;
+       + (size_t)SCAN_B * ((size_t)ldx_of(n) + 2 * (size_t)n->ldg + (size_t)n->ldp + (size_t)n->ldo) + (size_t)n->ldo;
 }
 
 void rnn_scan_work_init(const rnn_net *n, scan_work *w, float *mem) {
@@ -42,7 +46,8 @@ void rnn_scan_work_init(const rnn_net *n, scan_work *w, float *mem) {
   w->g = w->xm + (size_t)SCAN_B * (size_t)w->ldx;
   w->gh = w->g + (size_t)SCAN_B * (size_t)n->ldg;
   w->pm = w->gh + (size_t)SCAN_B * (size_t)n->ldg;
-  w->o = w->pm + (size_t)SCAN_B * (size_t)n->ldp;
+  w->ho = w->pm + (size_t)SCAN_B * (size_t)n->ldp;
+  w->o = w->ho + (size_t)SCAN_B * (size_t)n->ldo;
 }
 
 /* Rule 5. */
@@ -123,6 +128,42 @@ static void upper_step(const rnn_net *n, int l, scan_work *w, rnn_state **st, in
   layer_finish(n, l, w, w->g, st, nb);
 }
 
+/* Rule 6: a Linear head whose activation is a kernel's, batched. */
+static int batched_head(const rnn_net *n) {
+  return n->head_w && (n->out_act == ACT_NONE || n->out_act == ACT_SIGMOID || n->out_act == ACT_TANH);
+}
+
+/* The outputs of step t of every series that has one (rule 4: a row that took
+** no step gets its series' output all the same), by rnn_output or batched. */
+static void step_outputs(const rnn_net *n, scan_group *g, scan_work *w, int64_t t) {
+  const int O = n->n_out, ldo = n->ldo, ldx = w->ldx;
+  int sb[SCAN_B], nb = 0;
+  for (int s = 0; s < g->nser; s++) {
+    const int64_t r = g->ser[s].row0 + t;
+    if (t >= g->ser[s].n || g->st[s].steps == 0) continue;
+    g->flag[r] |= SCAN_OUT;
+    if (batched_head(n)) sb[nb++] = s;
+    else rnn_output(n, &g->st[s], g->out + (size_t)r * O, w->o);
+  }
+  if (!nb) return;
+  for (int b = 0; b < nb; b++) {
+    memcpy(w->xm + (size_t)b * ldx, rnn_last_hidden(n, &g->st[sb[b]]), sizeof(float) * (size_t)n->hout);
+    memcpy(w->ho + (size_t)b * ldo, n->head_b, sizeof(float) * (size_t)ldo);
+  }
+  n->k->gemm_t(w->ho, ldo, n->head_w, ldo, w->xm, ldx, n->hout, ldo, nb);
+  for (int b = 0; b < nb; b++) { /* cells.c's finish for these activations */
+    float *v = w->ho + (size_t)b * ldo, *out = g->out + (size_t)(g->ser[sb[b]].row0 + t) * O;
+    if (n->out_act == ACT_SIGMOID) n->k->sigmoid(v, O);
+    if (n->out_act == ACT_TANH) n->k->tanh(v, O);
+    for (int i = 0; i < O; i++) {
+      float x = v[i];
+      if (n->out_std) x = x * n->out_std[i];
+      if (n->out_mean) x = x + n->out_mean[i];
+      out[i] = x;
+    }
+  }
+}
+
 /* Steps t0 .. t1-1 of every series of g (t1 - t0 <= SCAN_STEPS). */
 static void block_steps(const rnn_net *n, scan_group *g, scan_work *w, int64_t t0, int64_t t1) {
   const rnn_dir *d0 = &n->layer[0].dir[0];
@@ -159,13 +200,7 @@ static void block_steps(const rnn_net *n, scan_group *g, scan_work *w, int64_t t
       layer0_step(n, w, w->p + (size_t)a * ldg, st, nb);
       for (int l = 1; l < n->layers; l++) upper_step(n, l, w, st, nb);
     }
-    for (int s = 0; s < g->nser; s++) { /* rule 4: every row of step t gets its series' output */
-      const int64_t r = g->ser[s].row0 + t;
-      if (t >= g->ser[s].n) continue;
-      if (g->st[s].steps == 0) continue;
-      g->flag[r] |= SCAN_OUT;
-      rnn_output(n, &g->st[s], g->out + (size_t)r * n->n_out, w->o);
-    }
+    step_outputs(n, g, w, t);
   }
 }
 

@@ -57,6 +57,11 @@ def models_of_every_kind():
     yield "lstm proj 2 layers", 2, models.recurrent("lstm", 2, 20, layers=2, proj=7, head=1, seed=4, metadata=md)
     yield "gru 3 layers", 2, models.recurrent("gru", 2, 33, layers=3, head=3, seed=5, scale=2.0)
     yield "seed", 2, models.seed_rnn(2, 12, 2, seed=6)
+    for act in ("sigmoid", "tanh", "softmax", "log_softmax"):  # batched head (sigmoid, tanh) or rnn_output's
+        out = {"output_activation": act, "output_mean": json.dumps([0.5, -1.0, 2.0]),
+               "output_std": json.dumps([2.0, 0.25, 3.0])}
+        yield "lstm head " + act, 2, models.recurrent("lstm", 2, 40, head=3, seed=7, metadata=out)
+    yield "gru no head", 2, models.recurrent("gru", 2, 5, seed=8)
 
 
 def varied_table(con, rng, I, index):
