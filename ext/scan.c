@@ -242,21 +242,24 @@ static void append_sql(sqlite3_str *s, const char *fmt, const char *const *name,
   }
 }
 
-/* 1 if stmt sorts (opcodes of its EXPLAIN), 0 if its ORDER BY is the order
-** in which it reads an index; -1 on an error. */
-static int sorts(sqlite3 *db, sqlite3_stmt *stmt) {
+/* *found: stmt sorts (an opcode of its EXPLAIN opens a sorter or an
+** ephemeral table), rather than reading an index in its ORDER BY's order. */
+static int sorts(sqlite3 *db, sqlite3_stmt *stmt, int *found, rnn_err *err) {
   char *sql = sqlite3_mprintf("EXPLAIN %s", sqlite3_sql(stmt));
   sqlite3_stmt *ex = NULL;
-  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &ex, NULL) : SQLITE_NOMEM, found = 0;
+  int rc = sql ? sqlite3_prepare_v2(db, sql, -1, &ex, NULL) : SQLITE_NOMEM;
   sqlite3_free(sql);
-  while (rc == SQLITE_OK && sqlite3_step(ex) == SQLITE_ROW) {
+  *found = 0;
+  while (rc == SQLITE_OK && (rc = sqlite3_step(ex)) == SQLITE_ROW) {
     const char *op = (const char *)sqlite3_column_text(ex, 1);
-    if (!op) rc = SQLITE_NOMEM;
-    else if (strcmp(op, "SorterOpen") == 0 || strcmp(op, "OpenEphemeral") == 0) found = 1;
+    rc = op ? SQLITE_OK : SQLITE_NOMEM;
+    if (op && (strcmp(op, "SorterOpen") == 0 || strcmp(op, "OpenEphemeral") == 0)) *found = 1;
   }
-  if (rc == SQLITE_OK) rc = sqlite3_finalize(ex);
-  else sqlite3_finalize(ex);
-  return rc == SQLITE_OK ? found : -1;
+  if (rc == SQLITE_DONE) rc = SQLITE_OK;
+  int frc = sqlite3_finalize(ex);
+  if (rc == SQLITE_OK) rc = frc;
+  if (rc == SQLITE_NOMEM) return rnn_err_nomem(err);
+  return rc == SQLITE_OK ? SQLITE_OK : rnn_err_code(err, rc);
 }
 
 /* Rules 1 and 2: the statement reading the table, rnn_scan_feed in its WHERE.
@@ -299,8 +302,8 @@ static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_e
       append_sql(s, ") ORDER BY %N, %N", name, order);
     }
     if (prepare_read(db, s, &c->rows, err) != SQLITE_OK) return err->rc;
-    int sorted = sub ? 0 : sorts(db, c->rows);
-    if (sorted < 0) return rnn_err_nomem(err);
+    int sorted = 0;
+    if (!sub && sorts(db, c->rows, &sorted, err) != SQLITE_OK) return err->rc;
     if (!sorted) break;
     sqlite3_finalize(c->rows);
     c->rows = NULL;
