@@ -527,6 +527,29 @@ static int features(scan_cursor *c, float *x, int *use, rnn_err *err) {
   return SQLITE_OK;
 }
 
+/* Rule 6 for rnn_scan_feed's arguments fa[0..nf): plain numbers here, the
+** rest (tokens, errors) by features.c from the same protected values. */
+static int features_args(scan_cursor *c, sqlite3_value **fa, float *x, int *use, rnn_err *err) {
+  const rnn_model *m = c->e->model;
+  int type[SCAN_MAX_FEATURES], plain = !m->n_vocab && c->nf == m->net.n_in;
+  *use = 0;
+  for (int f = 0; f < c->nf; f++) {
+    if ((type[f] = sqlite3_value_type(fa[f])) == SQLITE_NULL) return SQLITE_OK;
+  }
+  for (int f = 0; f < c->nf && plain; f++) {
+    double d = type[f] == SQLITE_INTEGER || type[f] == SQLITE_FLOAT ? sqlite3_value_double(fa[f]) : 0.0;
+    plain = (type[f] == SQLITE_INTEGER || type[f] == SQLITE_FLOAT) && rnn_f32_finite(d);
+    if (plain) x[f] = (float)d;
+  }
+  if (plain) {
+    *use = 1;
+    return SQLITE_OK;
+  }
+  sqlite3_value *fv[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
+  for (int f = 0; f < c->nf; f++) fv[SCAN_FIXED_ARGS + f] = fa[f];
+  return rnn_row_read(err, m, "rnn_scan", SCAN_FIXED_ARGS, SCAN_FIXED_ARGS + c->nf, fv, x, use);
+}
+
 /* Rule 4: keep the key and last order value of the series g breaks off. */
 static int split_save(scan_cursor *c, scan_group *g, rnn_err *err) {
   const scan_val *k = &g->ser[g->nser - 1].key, *o = &g->ord[g->nrow - 1];
@@ -630,11 +653,7 @@ static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *fu
   int use;
   float *x = g->x + (size_t)r * c->e->model->net.n_in;
   if (argv) {
-    sqlite3_value *fv[SCAN_FIXED_ARGS + SCAN_MAX_FEATURES];
-    for (int f = 0; f < c->nf; f++) fv[SCAN_FIXED_ARGS + f] = argv[3 + f];
-    if (rnn_row_read(err, c->e->model, "rnn_scan", SCAN_FIXED_ARGS, SCAN_FIXED_ARGS + c->nf, fv, x, &use)) {
-      return err->rc;
-    }
+    if (features_args(c, argv + 3, x, &use, err) != SQLITE_OK) return err->rc;
   } else if (features(c, x, &use, err) != SQLITE_OK) {
     return err->rc;
   }
