@@ -259,3 +259,28 @@ def test_every_reading_plan():
             with env(SQLITE_RNN_SCAN_MEMORY=memory):
                 got = exact(con.execute("SELECT * FROM rnn_scan(?, ?, 'id', 't', 'v')", (blob, name)).fetchall())
             assert got == want, (name, memory)
+
+
+def test_feature_errors_wherever_the_row_falls():
+    """A bad feature gives features.c's message whether the row reaches the scan through rnn_scan_feed or, at a
+    group's boundary, through the statement's columns (budgets that put a boundary on every row)."""
+    con = connect()
+    blob = models.recurrent("gru", 1, 3, head=1)
+    vocab = models.recurrent("gru", 2, 3, head=1, metadata={"vocab": json.dumps(["a", "b"])})
+    con.execute("CREATE TABLE s(id, t, v)")
+    cases = [("'12.5'", blob, "rnn_scan(): argument 5 (feature 1) is TEXT '12.5', expected a number: numbers "
+              "imported as TEXT (e.g. by .import --csv) need CAST(... AS REAL)"),
+             ("1e300", blob, "rnn_scan(): argument 5 (feature 1) is 1.0e+300, expected a finite "
+              "float32 number"),
+             ("'zz'", vocab, "rnn_scan(): argument 5 'zz' is not a token of the model's vocab"),
+             ("7", vocab, "rnn_scan(): argument 5 is token index 7, outside 0..1")]
+    for bad, model, msg in cases:
+        con.execute("DELETE FROM s")
+        good = "'a'" if model is vocab else "0.5"
+        con.execute("INSERT INTO s VALUES (0, 0, %s)" % good)
+        con.executemany("INSERT INTO s VALUES (?, ?, ?)", [(i // 10, i, None) for i in range(1, 60)])
+        con.execute("UPDATE s SET v = %s WHERE t = 37" % bad)
+        con.execute("UPDATE s SET v = %s WHERE v IS NULL" % good)
+        for memory in [None] + list(range(300, 1500, 23)):
+            with env(SQLITE_RNN_SCAN_MEMORY=memory, SQLITE_RNN_THREADS=1):
+                assert error_of(con, SCAN % "'v'", (model,)) == msg, (bad, memory)
