@@ -1,6 +1,6 @@
 # sqlite-rnn. `make` builds rnn.so; `make demo` runs the demo; `make test` runs every test (but node-test).
 # Targets: all (rnn.so), demo, test, bench, clean, deps (installs Debian packages; nothing else does),
-# static, install, uninstall, node-test (tests/ecosystem.mk),
+# static, install, uninstall, node-test (tests/ecosystem.mk), autoload, cluster-test (tests/cluster/cluster.mk),
 # sanitize, valgrind, fuzz, oomtest, threadtest (tests/reliability.mk).
 
 CC      ?= cc
@@ -16,7 +16,8 @@ BASE    = -std=c11 -D_DEFAULT_SOURCE -fPIC -fvisibility=hidden -ffp-contract=off
 RELEASE = -DNDEBUG
 LDLIBS  = -lm -pthread
 
-SRC     = ext/rnn.c ext/util.c ext/json.c ext/model.c ext/info.c ext/tokenizer.c ext/cells.c ext/registry.c ext/sequence.c ext/features.c ext/seqagg.c ext/window.c ext/state.c ext/eval.c ext/tvf.c ext/scan.c ext/scan_compute.c ext/poll.c ext/kern_scalar.c
+SRC     = ext/rnn.c ext/util.c ext/json.c ext/model.c ext/info.c ext/tokenizer.c ext/cells.c ext/registry.c ext/sequence.c ext/features.c ext/seqagg.c ext/window.c ext/state.c ext/eval.c ext/tvf.c ext/scan.c ext/scan_compute.c ext/poll.c ext/kern_scalar.c ext/params.c ext/grad.c ext/trainsql.c \
+          ext/train.c ext/train_opts.c ext/train_data.c ext/train_batch.c ext/train_adam.c
 SIMD    = ext/kern_avx2.c ext/kern_avx512.c
 HDR     = $(wildcard ext/*.h)
 ARCH   := $(shell uname -m)
@@ -35,6 +36,12 @@ all: rnn.so
 
 build/%.o: ext/%.c $(HDR) | build
 	$(CC) $(BASE) $(RELEASE) $(CFLAGS) -c $< -o $@
+
+# The training math's hot loops are elementwise over independent outputs (no sum
+# is reordered: ext/grad.c rule 3), so vectorising them keeps every bit.
+GRAD_FLAGS = -ftree-vectorize -fvect-cost-model=dynamic
+build/grad.o: ext/grad.c $(HDR) | build
+	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(GRAD_FLAGS) -c $< -o $@
 
 build/kern_avx2.o: ext/kern_avx2.c $(HDR) | build
 	$(CC) $(BASE) $(RELEASE) $(CFLAGS) $(SIMD_FLAGS_avx2) -c $< -o $@
@@ -61,6 +68,9 @@ build/test_kernels: tests/test_kernels.c $(KERN_OBJ) $(HDR)
 # python3-torch (live PyTorch checks; committed fixtures cover its absence), nodejs and npm (make node-test).
 DEMO_DEPS = gcc libc6-dev make libsqlite3-dev sqlite3 gnuplot-nox
 TEST_DEPS = $(DEMO_DEPS) python3 python3-pytest
+# make cluster-test (tests/cluster/cluster.mk): dqlite's programs, Go and go-dqlite's sources
+CLUSTER_DEPS = go-dqlite golang-go golang-github-canonical-go-dqlite-dev libdqlite-dev
+ALL_DEPS = $(strip $(TEST_DEPS) $(CLUSTER_DEPS))
 
 # $(call missing,PACKAGES): shell code that sets $missing to those of PACKAGES dpkg does not list as installed.
 missing = missing=""; for p in $(1); do \
@@ -74,8 +84,8 @@ check = @if ! command -v dpkg-query >/dev/null; then echo "no dpkg-query (not De
 	  exit 1; fi; fi
 
 deps:
-	@$(call missing,$(TEST_DEPS)); \
-	if [ -z "$$missing" ]; then echo "all Debian packages installed: $(TEST_DEPS)"; \
+	@$(call missing,$(ALL_DEPS)); \
+	if [ -z "$$missing" ]; then echo "all Debian packages installed: $(ALL_DEPS)"; \
 	elif [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "missing Debian packages:$$missing"; \
@@ -121,3 +131,5 @@ bench: check-python rnn.so build/bench_kernels
 include tests/ecosystem.mk
 # sanitize, valgrind, fuzz, oomtest, threadtest
 include tests/reliability.mk
+# autoload, cluster-client, cluster-test
+include tests/cluster/cluster.mk

@@ -39,4 +39,7 @@ extern const sqlite3_module rnn_tvf_module;
 ** its statement calls for every row it reads. */
 extern const sqlite3_module rnn_scan_module;
 void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+
+/* train.c: the module behind the eponymous table rnn_train. */
+extern const sqlite3_module rnn_train_module;
 #endif

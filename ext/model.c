@@ -829,6 +829,9 @@ static const char *const known_keys[] = {
   "cell", "recurrent_prefix", "head_prefix", "output_activation", "hidden_activation", "readout",
   "input_mean", "input_std", "output_mean", "output_std", "vocab", "unknown_token", "labels",
   "output_names", "description",
+  /* written by rnn_train (train.c) as a record of the training; not read */
+  "train_options", "train_loss_history", "train_epochs", "train_best_epoch", "train_data_hash", "train_rows",
+  "train_series",
 };
 
 /* Edit distance between a and b, or a value above `limit` once it cannot be

@@ -30,6 +30,7 @@
 */
 #include "registry.h"
 #include "functions.h"
+#include "train.h"
 SQLITE_EXTENSION_INIT1
 #include <string.h>
 
@@ -129,8 +130,16 @@ static const rnn_sql_def rnn_sql[] = {
   /* eponymous tables; BY_NAME, so xConnect does not declare SQLITE_VTAB_INNOCUOUS */
   {"rnn_steps", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_tvf_module},
   {"rnn_forecast", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_tvf_module},
+  /* a new model BLOB from its spec alone: DETERMINISTIC and INNOCUOUS (trainsql.c rule 2) */
+  {"rnn_init", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, rnn_init_func, NULL, NULL, NULL, NULL, NULL},
+  /* internal, for the tests of the training math: top-level SQL only (trainsql.c rule 3) */
+  {"rnn_grad_internal", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_grad_internal_func, NULL, NULL, NULL, NULL, NULL},
+  {"rnn_params_internal", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_params_internal_func, NULL, NULL, NULL, NULL, NULL},
   /* reads a table the user names: xConnect declares SQLITE_VTAB_DIRECTONLY (scan.c rule 1) */
   {"rnn_scan", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_scan_module},
+  /* runs the SQL text it is given and writes rnn_models: xConnect declares
+  ** SQLITE_VTAB_DIRECTONLY (train.c rule 1) */
+  {"rnn_train", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_train_module},
   /* rnn_scan's statement hands it each row; useless elsewhere (it needs the
   ** cursor's pointer, which SQL cannot make): DIRECTONLY */
   {"rnn_scan_feed", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_scan_feed, NULL, NULL, NULL, NULL, NULL},

@@ -81,4 +81,30 @@ size_t rnn_batch_state_floats(const rnn_params *p);
 ** floats and is overwritten with d(loss)/d(w). hT (may be NULL) receives each
 ** sequence's state after its last step, [B] x rnn_batch_state_floats. */
 int rnn_loss_grad(const rnn_params *p, const rnn_batch *b, float *grad, double *loss, float *hT, rnn_err *err);
+
+/* ---- Added by trainmath (not in the first contract) ---- */
+
+/* SQLITE_OK if spec s is one rnn_params_init accepts (sizes within the
+** loader's limits, proj only for LSTM, ...), else SQLITE_ERROR with the rule. */
+int rnn_spec_check(const rnn_spec *s, rnn_err *err);
+/* The terms rnn_loss_grad's mean loss divides by: MSE target elements of the
+** counted steps, or labels other than -1 (0 for a batch it would refuse). A
+** driver weights batch losses by it. */
+uint64_t rnn_batch_targets(const rnn_params *p, const rnn_batch *b);
+/* Floats of the parameters of a checked spec (rnn_params.n), without allocating. */
+uint64_t rnn_spec_floats(const rnn_spec *s);
+/* The generator of README "Training": advances *state, returns the next value.
+** rnn_init draws weights with it; the driver shuffles windows with it. */
+uint64_t rnn_splitmix64(uint64_t *state);
+/* The most floats rnn_loss_grad's work area may take (tape of one sequence and
+** the gradient accumulators); a batch needing more is an error. */
+#define RNN_MAX_TRAIN_WORK (1u << 27)
+
+/* trainsql.c: the SQL scalar rnn_init(spec); and for the tests only
+** (internal, DIRECTONLY), rnn_grad_internal(model, batch), which runs
+** rnn_loss_grad, and rnn_params_internal(model, meta), which runs
+** rnn_params_from_model then rnn_params_to_blob. */
+void rnn_init_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_grad_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+void rnn_params_internal_func(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 #endif

@@ -289,6 +289,23 @@ static const test tests[] = {
    "(SELECT group_concat(output) FROM rnn_forecast('g', NULL, 3, rnn_step('g', NULL, 0.5)))", -1},
   {"error: state of another model", "SELECT rnn_output('r', rnn_step('g', NULL, 1))", -1},
   {"error: bidirectional state", "SELECT rnn_step('b', NULL, 1)", -1},
+  {"train rnn_init", "SELECT hex(rnn_init('{\"cell\":\"lstm\",\"input_size\":2,\"hidden_size\":3,\"proj_size\":2,"
+   "\"num_layers\":2,\"output_size\":2,\"seed\":4}'))", -1},
+  {"error: train rnn_init spec", "SELECT rnn_init('{\"cell\":\"gru\",\"input_size\":1,\"hidden_size\":2,\"x\":1}')", -1},
+  {"train rnn_grad_internal",
+   "SELECT rnn_grad_internal(rnn_init('{\"cell\":\"gru\",\"input_size\":1,\"hidden_size\":3,\"num_layers\":2,"
+   "\"output_size\":2}'), '{\"T\":3,\"len\":[3,2],\"x\":[1,2,3,4,5,6],\"loss\":\"cross_entropy\",\"label\":[0,1,-1,1,0,0]}')", -1},
+  {"train rnn_train", "SELECT epoch, train_loss, val_loss, improved, hex(model) FROM rnn_train('g', "
+   "'SELECT id, t, v FROM s WHERE v NOT NULL', '{\"epochs\":2,\"window\":3,\"batch_size\":2,\"clip\":1,"
+   "\"save_as\":\"trained\",\"keep_on_interrupt\":true}'); SELECT hex(model) FROM rnn_models WHERE name = 'trained'",
+   -1},
+  {"train rnn_train regress by series", "SELECT epoch, train_loss, val_loss, hex(model) FROM rnn_train(?1, "
+   "'SELECT id, t, v, w, v, w, v + w FROM s WHERE v NOT NULL', '{\"task\":\"regress\",\"epochs\":2,\"val_split\":"
+   "\"series\",\"val_fraction\":0.5}')", M_L},
+  {"error: train rnn_train NULL feature", "SELECT * FROM rnn_train('g', 'SELECT id, t, v FROM s', '{\"epochs\":1}')",
+   -1},
+  {"train rnn_params_internal",
+   "SELECT hex(rnn_params_internal(?1, '{\"note\":[1,2],\"input_mean\":\"[0, 1]\"}'))", M_L},
 };
 
 /* ---- the driver ----------------------------------------------------------- */

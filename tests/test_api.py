@@ -14,9 +14,12 @@ EXPECTED = [
     ("rnn_classify", 2, "s"),
     ("rnn_eval", 2, "s"),
     ("rnn_eval", 3, "s"),
+    ("rnn_grad_internal", 2, "s"),
     ("rnn_hidden", -1, "w"),
     ("rnn_info", 1, "s"),
+    ("rnn_init", 1, "s"),
     ("rnn_output", 2, "s"),
+    ("rnn_params_internal", 2, "s"),
     ("rnn_predict", -1, "w"),
     ("rnn_scan_feed", -1, "s"),
     ("rnn_sequence", -1, "a"),
@@ -24,7 +27,7 @@ EXPECTED = [
     ("rnn_step", -1, "s"),
     ("rnn_version", 0, "s"),
 ]
-MODULES = ["rnn_forecast", "rnn_scan", "rnn_steps"]
+MODULES = ["rnn_forecast", "rnn_scan", "rnn_steps", "rnn_train"]
 
 
 def test_registered_functions_pinned():
@@ -48,6 +51,8 @@ def test_function_flags():
         assert not flags[f] & (DETERMINISTIC | INNOCUOUS | DIRECTONLY), (f, hex(flags[f]))
     assert flags["rnn_cache_stats"] & DIRECTONLY
     assert flags["rnn_scan_feed"] & DIRECTONLY and not flags["rnn_scan_feed"] & (DETERMINISTIC | INNOCUOUS)
+    assert flags["rnn_init"] & DETERMINISTIC and flags["rnn_init"] & INNOCUOUS
+    assert flags["rnn_grad_internal"] & DIRECTONLY and flags["rnn_params_internal"] & DIRECTONLY
 
 
 def test_only_entry_point_exported():

@@ -6,7 +6,8 @@ and `id` (claims root or not), and a package list with one name no Debian archiv
     never call apt-get, and stop before building or running anything;
   - `make deps` as root runs `apt-get update` and then `apt-get install` of exactly the missing packages; not as
     root it prints the apt-get command and fails; with nothing missing it says so;
-  - the lists hold python3-pytest (make test runs pytest) and what the demo needs.
+  - the lists hold python3-pytest (make test runs pytest), what the demo needs, and what make cluster-test needs
+    (CLUSTER_DEPS, which `make deps` installs with TEST_DEPS; the deps cases here empty it).
 """
 import os
 import shutil
@@ -49,25 +50,28 @@ def test_checks_do_not_install():
 
 
 def test_deps_installs_as_root():
-    rc, out, calls = run_make(["deps", "TEST_DEPS=make %s" % MISSING], 0)
+    rc, out, calls = run_make(["deps", "TEST_DEPS=make %s" % MISSING, "CLUSTER_DEPS="], 0)
     assert (rc, out) == (0, "installing: %s\n" % MISSING), (rc, out)
     assert calls == ["update -qq", "install -y -qq --no-install-recommends %s" % MISSING], calls
 
 
 def test_deps_prints_the_command_otherwise():
-    rc, out, calls = run_make(["deps", "TEST_DEPS=make %s" % MISSING], 1000)
+    rc, out, calls = run_make(["deps", "TEST_DEPS=make %s" % MISSING, "CLUSTER_DEPS="], 1000)
     assert (rc, out, calls) == (2, "missing Debian packages: %s\nrun as root: apt-get update && apt-get install %s\n"
                                 % (MISSING, MISSING), []), (rc, out, calls)
 
 
 def test_deps_nothing_missing():
-    rc, out, calls = run_make(["deps", "TEST_DEPS=make"], 0)
+    rc, out, calls = run_make(["deps", "TEST_DEPS=make", "CLUSTER_DEPS="], 0)
     assert (rc, out, calls) == (0, "all Debian packages installed: make\n", []), (rc, out, calls)
 
 
 def test_package_lists():
-    rc, out, _ = run_make(["-s", "--eval", "show: ; @echo $(DEMO_DEPS); echo $(TEST_DEPS)", "show"], 1000)
+    rc, out, _ = run_make(["-s", "--eval", "show: ; @echo $(DEMO_DEPS); echo $(TEST_DEPS); echo $(CLUSTER_DEPS)",
+                           "show"], 1000)
     assert rc == 0, out
-    demo, test = out.splitlines()
+    demo, test, cluster = out.splitlines()
     assert demo.split() == ["gcc", "libc6-dev", "make", "libsqlite3-dev", "sqlite3", "gnuplot-nox"], demo
     assert test.split() == demo.split() + ["python3", "python3-pytest"], test
+    # make cluster-test (tests/cluster/cluster.mk); `make deps` installs them too
+    assert cluster.split() == ["go-dqlite", "golang-go", "golang-github-canonical-go-dqlite-dev", "libdqlite-dev"], cluster

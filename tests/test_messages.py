@@ -288,6 +288,9 @@ FLAGS = {
     "rnn_step": ("s", -1, 0),
     "rnn_output": ("s", 2, 0),
     "rnn_scan_feed": ("s", -1, 0x80000),
+    "rnn_init": ("s", 1, 0x800 | 0x200000),
+    "rnn_grad_internal": ("s", 2, 0x80000),
+    "rnn_params_internal": ("s", 2, 0x80000),
 }
 
 
@@ -301,4 +304,4 @@ def test_registration_table():
         raise Skip("this SQLite has no pragma_function_list")
     assert {r[0]: tuple(r[1:]) for r in rows} == FLAGS, rows
     mods = [r[0] for r in con.execute("SELECT name FROM pragma_module_list WHERE name LIKE 'rnn%' ORDER BY 1")]
-    assert mods == ["rnn_forecast", "rnn_scan", "rnn_steps"], mods
+    assert mods == ["rnn_forecast", "rnn_scan", "rnn_steps", "rnn_train"], mods
