@@ -35,8 +35,10 @@ void rnn_sequence_final(sqlite3_context *ctx);
 /* tvf.c: the module behind the eponymous tables rnn_steps and rnn_forecast. */
 extern const sqlite3_module rnn_tvf_module;
 
-/* scan.c: the module behind the eponymous table rnn_scan. */
+/* scan.c: the module behind the eponymous table rnn_scan, and the function
+** its statement calls for every row it reads. */
 extern const sqlite3_module rnn_scan_module;
+void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv);
 
 /* train.c: the module behind the eponymous table rnn_train. */
 extern const sqlite3_module rnn_train_module;

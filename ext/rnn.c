@@ -140,6 +140,9 @@ static const rnn_sql_def rnn_sql[] = {
   /* runs the SQL text it is given and writes rnn_models: xConnect declares
   ** SQLITE_VTAB_DIRECTONLY (train.c rule 1) */
   {"rnn_train", 0, 0, NULL, NULL, NULL, NULL, NULL, &rnn_train_module},
+  /* rnn_scan's statement hands it each row; useless elsewhere (it needs the
+  ** cursor's pointer, which SQL cannot make): DIRECTONLY */
+  {"rnn_scan_feed", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY, rnn_scan_feed, NULL, NULL, NULL, NULL, NULL},
 };
 
 static int register_one(sqlite3 *db, rnn_conn *conn, const rnn_sql_def *d) {

@@ -21,6 +21,7 @@ EXPECTED = [
     ("rnn_output", 2, "s"),
     ("rnn_params_internal", 2, "s"),
     ("rnn_predict", -1, "w"),
+    ("rnn_scan_feed", -1, "s"),
     ("rnn_sequence", -1, "a"),
     ("rnn_state", -1, "w"),
     ("rnn_step", -1, "s"),
@@ -49,6 +50,7 @@ def test_function_flags():
               "rnn_output"):
         assert not flags[f] & (DETERMINISTIC | INNOCUOUS | DIRECTONLY), (f, hex(flags[f]))
     assert flags["rnn_cache_stats"] & DIRECTONLY
+    assert flags["rnn_scan_feed"] & DIRECTONLY and not flags["rnn_scan_feed"] & (DETERMINISTIC | INNOCUOUS)
     assert flags["rnn_init"] & DETERMINISTIC and flags["rnn_init"] & INNOCUOUS
     assert flags["rnn_grad_internal"] & DIRECTONLY and flags["rnn_params_internal"] & DIRECTONLY
 

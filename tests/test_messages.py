@@ -287,6 +287,7 @@ FLAGS = {
     "rnn_state": ("w", -1, 0),
     "rnn_step": ("s", -1, 0),
     "rnn_output": ("s", 2, 0),
+    "rnn_scan_feed": ("s", -1, 0x80000),
     "rnn_init": ("s", 1, 0x800 | 0x200000),
     "rnn_grad_internal": ("s", 2, 0x80000),
     "rnn_params_internal": ("s", 2, 0x80000),
