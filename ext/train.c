@@ -310,15 +310,6 @@ static int setup(train_cursor *c, train_vtab *v, int argc, sqlite3_value **argv,
   return SQLITE_OK;
 }
 
-/* Counted targets of the batch in bb (the weights of rule 3). */
-static double batch_count(const rnn_batch *b, const train_data *d) {
-  if (b->loss == RNN_LOSS_CE) return (double)b->B;
-  if (b->target == RNN_TARGET_LAST) return (double)b->B * d->n_out;
-  double steps = 0;
-  for (int k = 0; k < b->B; k++) steps += b->len[k];
-  return steps * d->n_out;
-}
-
 /* Rule 3: one pass over n windows of w in the order idx; grad NULL: no steps. */
 static int pass(train_cursor *c, const train_window *w, const int64_t *idx, int64_t n, int learn, double *loss,
                 rnn_err *err) {
@@ -329,7 +320,7 @@ static int pass(train_cursor *c, const train_window *w, const int64_t *idx, int6
     rnn_train_batch_fill(&c->bb, &c->d, &c->o, w, idx + k, nb);
     double l = 0;
     if (rnn_loss_grad(c->p, &c->bb.b, learn ? c->grad : NULL, &l, NULL, err) != SQLITE_OK) return err->rc;
-    double cnt = batch_count(&c->bb.b, &c->d);
+    double cnt = (double)rnn_batch_targets(c->p, &c->bb.b); /* the divisor of l: rule 3's weight */
     sum += l * cnt;
     count += cnt;
     if (learn) rnn_train_adam_step(&c->adam, &c->o, c->p, c->grad);
