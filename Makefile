@@ -17,7 +17,7 @@ RELEASE = -DNDEBUG
 LDLIBS  = -lm -pthread
 
 SRC     = ext/rnn.c ext/util.c ext/json.c ext/model.c ext/info.c ext/tokenizer.c ext/cells.c ext/registry.c ext/sequence.c ext/features.c ext/seqagg.c ext/window.c ext/state.c ext/eval.c ext/tvf.c ext/scan.c ext/scan_compute.c ext/poll.c ext/kern_scalar.c ext/params.c ext/grad.c ext/trainsql.c \
-          ext/train.c ext/train_opts.c ext/train_data.c ext/train_batch.c ext/train_adam.c
+          ext/train.c ext/train_opts.c ext/train_data.c ext/train_batch.c ext/train_adam.c ext/train_pool.c
 SIMD    = ext/kern_avx2.c ext/kern_avx512.c
 HDR     = $(wildcard ext/*.h)
 ARCH   := $(shell uname -m)

@@ -17,8 +17,8 @@
    LSTM(1->64), LSTM(1->256), with 1 thread and one per core (SQLITE_RNN_THREADS), against the copy job
    (INSERT INTO p SELECT id, t, v FROM series) and the window query into the same table; and the batch-16 product alone (build/bench_kernels batch) against the FMA peak.
 
-7. Training (issue 14): sequence-steps per second of training with rnn_train (1 thread) against the same training
-   in PyTorch on all cores (nn.GRU/nn.LSTM + nn.Linear, Adam, clip_grad_norm_, the same windows, batches and
+7. Training (issue 14): sequence-steps per second of training with rnn_train on 1 thread and on all threads
+   (SQLITE_RNN_THREADS) against the same training in PyTorch on all cores (nn.GRU/nn.LSTM + nn.Linear, Adam, clip_grad_norm_, the same windows, batches and
    initial weights), GRU and LSTM with hidden 8, 32 and 64.
 
 `python3 bench/bench.py 5` runs only the parts named (here part 5).
@@ -392,7 +392,7 @@ def torch_train_steps(blob, x, epochs):
 
 
 def part7():
-    print("\n## 7. Training: sequence-steps per second, rnn_train (1 thread) against torch (all cores)\n")
+    print("\n## 7. Training: sequence-steps per second, rnn_train (1 thread, all threads) against torch (all cores)\n")
     print("%d series x %d steps, task next, windows of %d steps, batches of %d, Adam, clip 1.0; a sequence-step is "
           "one step of one window, forward and backward.\n" % (TRAIN_SERIES, TRAIN_STEPS, TRAIN_WINDOW, TRAIN_BATCH))
     con = train_db()
@@ -401,8 +401,23 @@ def part7():
         import torch
     except ImportError:
         torch = None
-    print("| model | rnn_train steps/s | torch steps/s (%s threads) | rnn_train / torch |\n|---|---|---|---|"
-          % (os.cpu_count() if torch else "-"))
+    cores = os.cpu_count() or 1
+    print("| model | rnn_train steps/s, 1 thread | rnn_train steps/s, %d threads | torch steps/s (%s threads) | "
+          "rnn_train / torch (1, %d) |\n|---|---|---|---|---|" % (cores, cores if torch else "-", cores))
+
+    def train_with(threads, blob, opts, epochs):
+        old = os.environ.get("SQLITE_RNN_THREADS")
+        os.environ["SQLITE_RNN_THREADS"] = str(threads)
+        try:
+            t0 = time.perf_counter()
+            con.execute("SELECT count(*) FROM rnn_train(?, 'SELECT id, t, v FROM s', ?)", (blob, opts)).fetchall()
+            return steps_per_epoch * epochs / (time.perf_counter() - t0)
+        finally:
+            if old is None:
+                del os.environ["SQLITE_RNN_THREADS"]
+            else:
+                os.environ["SQLITE_RNN_THREADS"] = old
+
     steps_per_epoch = TRAIN_SERIES * (TRAIN_STEPS - 1)
     for cell in ("gru", "lstm"):
         for hidden in (8, 32, 64):
@@ -411,11 +426,10 @@ def part7():
             epochs = max(2, 512 // hidden)
             opts = json.dumps({"epochs": epochs, "window": TRAIN_WINDOW, "batch_size": TRAIN_BATCH, "clip": 1.0,
                                "val_fraction": 0, "standardize": False})
-            t0 = time.perf_counter()
-            con.execute("SELECT count(*) FROM rnn_train(?, 'SELECT id, t, v FROM s', ?)", (blob, opts)).fetchall()
-            ours = steps_per_epoch * epochs / (time.perf_counter() - t0)
+            ours = train_with(1, blob, opts, epochs)
+            all_ = train_with(cores, blob, opts, epochs)
             if torch is None:
-                print("| %s(1->%d) | %.0f | (python3-torch not installed) | |" % (cell.upper(), hidden, ours))
+                print("| %s(1->%d) | %.0f | %.0f | (python3-torch not installed) | |" % (cell.upper(), hidden, ours, all_))
                 continue
             # the same windows: each series' 400 rows give 399 steps, cut into 50-step windows (the last 49)
             series = torch.tensor([r[0] for r in rows], dtype=torch.float32).reshape(TRAIN_SERIES, TRAIN_STEPS, 1)
@@ -424,7 +438,8 @@ def part7():
             t_epochs = max(1, epochs // 4)          # torch is slower: fewer epochs measure its rate
             seconds = torch_train_steps(bytes(blob), x, t_epochs)
             theirs = x.shape[0] * TRAIN_WINDOW * t_epochs / seconds
-            print("| %s(1->%d) | %.0f | %.0f | %.2f |" % (cell.upper(), hidden, ours, theirs, ours / theirs))
+            print("| %s(1->%d) | %.0f | %.0f | %.0f | %.2f, %.2f |"
+                  % (cell.upper(), hidden, ours, all_, theirs, ours / theirs, all_ / theirs))
 
 
 def main():

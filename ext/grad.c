@@ -25,8 +25,15 @@
 **  4. Memory: one allocation per call, sized by one sequence's tape (T steps)
 **     and the parameter count, checked against RNN_MAX_TRAIN_WORK first.
 **     Out of memory is SQLITE_NOMEM; nothing leaks on any path.
+**  5. Threads: a batch is cut into chunks of consecutive sequences, a
+**     partition fixed by B alone (RNN_GRAD_CHUNKS), never by the thread
+**     count. Each chunk sums its loss and gradient from zero in double, on
+**     whichever worker takes it (train_pool.c), each worker with its own work
+**     area; the caller's thread then adds the chunks in chunk order. One
+**     thread or eight, the same chunks and the same sums: the same bits.
 */
 #include "train.h"
+#include "train_pool.h"
 #include "sqlite3ext.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
@@ -501,29 +508,82 @@ static void save_hT(const gctx *c, const rnn_batch *b, int s, float *hT) {
   }
 }
 
-int rnn_loss_grad(const rnn_params *p, const rnn_batch *b, float *grad, double *loss, float *hT, rnn_err *err) {
-  gctx c;
-  void *mem = NULL;
-  memset(&c, 0, sizeof(c));
-  c.p = p;
-  c.b = b;
-  *loss = 0.0;
-  bind(&c, p, NULL);
-  if (check_batch(&c, b, err)) return err->rc;
-  if (carve(&c, p, b->T, &mem, err)) return err->rc;
-  transpose_all(&c, p);
-  bind(&c, p, c.g);
-  float *xh = c.z + c.O;
-  for (int s = 0; s < b->B; s++) {
-    load_h0(&c, b, s);
-    seq_fwd(&c, s, xh);
-    if (hT) save_hT(&c, b, s, hT);
-    if (grad) seq_bwd(&c, s, xh);
+/* Rule 5: the chunks of a batch of B sequences, a partition fixed by B alone. */
+static int chunk_count(int B) { return B < RNN_GRAD_CHUNKS ? B : RNN_GRAD_CHUNKS; }
+static int chunk_start(int B, int k) { return (int)((int64_t)B * k / chunk_count(B)); }
+
+/* A batch's chunks: inputs, each worker's context, each chunk's results. */
+typedef struct grad_run {
+  const rnn_params *p;
+  const rnn_batch *b;
+  gctx *ctx;              /* [workers], each with its own work area */
+  double *g;              /* [chunks][n] gradient sums, or NULL: loss only */
+  double *loss;           /* [chunks] loss sums */
+  float *hT;
+} grad_run;
+
+/* Chunk k on worker w's context: its loss sum and gradient sum from zero. */
+static void run_chunk(void *arg, int k, int w) {
+  grad_run *r = arg;
+  gctx *c = &r->ctx[w];
+  double *g = r->g ? r->g + (size_t)k * r->p->n : NULL;
+  if (g) memset(g, 0, sizeof(double) * r->p->n);
+  bind(c, r->p, g);
+  c->loss = 0.0;
+  float *xh = c->z + c->O;
+  for (int s = chunk_start(r->b->B, k); s < chunk_start(r->b->B, k + 1); s++) {
+    load_h0(c, r->b, s);
+    seq_fwd(c, s, xh);
+    if (r->hT) save_hT(c, r->b, s, r->hT);
+    if (g) seq_bwd(c, s, xh);
   }
-  if (grad) {
-    for (size_t i = 0; i < p->n; i++) grad[i] = (float)c.g[i];
+  r->loss[k] = c->loss;
+}
+
+/* Worker contexts: each a copy of c0 (checked, bound) with its own work area. */
+static int carve_all(gctx *ctx, int nw, const gctx *c0, void **mem, rnn_err *err) {
+  for (int w = 0; w < nw; w++) {
+    ctx[w] = *c0;
+    if (carve(&ctx[w], c0->p, c0->b->T, &mem[w], err)) return err->rc;
+    transpose_all(&ctx[w], c0->p);
   }
-  *loss = c.loss * c.inv_n;
-  sqlite3_free(mem);
   return SQLITE_OK;
+}
+
+int rnn_loss_grad_pool(const rnn_params *p, const rnn_batch *b, float *grad, double *loss, float *hT, rnn_pool *pool,
+                       rnn_err *err) {
+  gctx c0;
+  void *mem[RNN_POOL_MAX_THREADS] = {NULL};
+  memset(&c0, 0, sizeof(c0));
+  c0.p = p;
+  c0.b = b;
+  *loss = 0.0;
+  bind(&c0, p, NULL);
+  if (check_batch(&c0, b, err)) return err->rc;
+  const int nk = chunk_count(b->B), size = rnn_pool_size(pool), nw = size < nk ? size : nk;
+  grad_run r = {p, b, sqlite3_malloc64(sizeof(gctx) * (size_t)nw), NULL, NULL, hT};
+  r.loss = sqlite3_malloc64(sizeof(double) * (size_t)nk);
+  if (grad) r.g = sqlite3_malloc64(sizeof(double) * p->n * (size_t)nk);
+  int rc = !r.ctx || !r.loss || (grad && !r.g) ? rnn_err_nomem(err) : carve_all(r.ctx, nw, &c0, mem, err);
+  if (rc == SQLITE_OK) {
+    rnn_pool_run(pool, nk, nw, run_chunk, &r);
+    double tot = 0.0;  /* rule 5: chunks summed in chunk order, on this thread */
+    for (int k = 0; k < nk; k++) tot += r.loss[k];
+    *loss = tot * c0.inv_n;
+    double *acc = r.ctx[0].g;  /* carve zeroed it */
+    for (int k = 0; grad && k < nk; k++) {
+      const double *gk = r.g + (size_t)k * p->n;
+      for (size_t i = 0; i < p->n; i++) acc[i] += gk[i];
+    }
+    for (size_t i = 0; grad && i < p->n; i++) grad[i] = (float)acc[i];
+  }
+  for (int w = 0; w < nw; w++) sqlite3_free(mem[w]);
+  sqlite3_free(r.ctx);
+  sqlite3_free(r.loss);
+  sqlite3_free(r.g);
+  return rc;
+}
+
+int rnn_loss_grad(const rnn_params *p, const rnn_batch *b, float *grad, double *loss, float *hT, rnn_err *err) {
+  return rnn_loss_grad_pool(p, b, grad, loss, hT, NULL, err);
 }

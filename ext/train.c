@@ -40,11 +40,16 @@
 **     call leaves the best model so far there. Without it nothing is written.
 **  7. Same data, options and seed give the same BLOB byte for byte: the
 **     training math is scalar C with a fixed order (train.h, train_adam.c).
+**  8. Threads: SQLITE_RNN_THREADS, else the online CPUs, at most 8 (as
+**     rnn_scan). A pool lives from xFilter to the cursor's reset; each batch's
+**     chunks of sequences run on it (grad.c rule 5), the same bits for any
+**     number of threads. SQLite is called only from the connection's thread.
 */
 #include "registry.h"
 #include "poll.h"
 #include "train_drive.h"
 #include "functions.h"
+#include "train_pool.h"
 SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <string.h>
@@ -69,6 +74,7 @@ typedef struct train_cursor {
   train_adam adam;
   train_batch_buf bb;
   rnn_poll poll;          /* its statement is finalized at reset */
+  rnn_pool *pool;         /* rule 8; NULL: one thread; owned */
   sqlite3_stmt *save;     /* INSERT OR REPLACE INTO rnn_models; owned */
   char *meta;             /* members of the source model's metadata to keep ("k":"v",...); owned */
   int n_labels;           /* labels for the metadata (options' or the source model's) */
@@ -152,6 +158,7 @@ static int train_open(sqlite3_vtab *p, sqlite3_vtab_cursor **pp) {
 }
 
 static void train_reset(train_cursor *c) {
+  rnn_pool_stop(c->pool);
   rnn_train_opts_free(&c->o);
   rnn_train_data_free(&c->d);
   rnn_params_free(c->p);
@@ -305,6 +312,7 @@ static int setup(train_cursor *c, train_vtab *v, int argc, sqlite3_value **argv,
   c->hist = sqlite3_malloc64(sizeof(double) * 2 * (size_t)c->o.epochs);
   if (!c->best || !c->grad || !c->order || !c->hist) return rnn_err_nomem(err);
   memcpy(c->best, c->p->w, sizeof(float) * c->p->n);
+  c->pool = rnn_pool_start(rnn_pool_threads()); /* rule 8 */
   c->rng = c->o.seed;
   c->best_loss = NAN;
   return SQLITE_OK;
@@ -319,7 +327,7 @@ static int pass(train_cursor *c, const train_window *w, const int64_t *idx, int6
     if (rnn_poll_step(&c->poll) != SQLITE_OK) return rnn_poll_err(&c->poll, err); /* rule 6 */
     rnn_train_batch_fill(&c->bb, &c->d, &c->o, w, idx + k, nb);
     double l = 0;
-    if (rnn_loss_grad(c->p, &c->bb.b, learn ? c->grad : NULL, &l, NULL, err) != SQLITE_OK) return err->rc;
+    if (rnn_loss_grad_pool(c->p, &c->bb.b, learn ? c->grad : NULL, &l, NULL, c->pool, err)) return err->rc;
     double cnt = (double)rnn_batch_targets(c->p, &c->bb.b); /* the divisor of l: rule 3's weight */
     sum += l * cnt;
     count += cnt;

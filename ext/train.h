@@ -100,6 +100,17 @@ uint64_t rnn_splitmix64(uint64_t *state);
 ** the gradient accumulators); a batch needing more is an error. */
 #define RNN_MAX_TRAIN_WORK (1u << 27)
 
+/* ---- Added by trainthreads ---- */
+
+/* rnn_loss_grad with the batch's chunks (grad.c rule 5) run on pool's
+** threads (train_pool.h; NULL: the caller's thread). The same bits for every
+** pool size; rnn_loss_grad is this with pool NULL. */
+struct rnn_pool;
+int rnn_loss_grad_pool(const rnn_params *p, const rnn_batch *b, float *grad, double *loss, float *hT,
+                       struct rnn_pool *pool, rnn_err *err);
+/* Sequences per batch are cut into at most this many chunks (a fixed partition). */
+#define RNN_GRAD_CHUNKS 8
+
 /* trainsql.c: the SQL scalar rnn_init(spec); and for the tests only
 ** (internal, DIRECTONLY), rnn_grad_internal(model, batch), which runs
 ** rnn_loss_grad, and rnn_params_internal(model, meta), which runs

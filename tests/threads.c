@@ -47,6 +47,8 @@ static const char *const queries[] = {
   "AS q, rnn_steps('l', q.x) AS f",
   "SELECT step, output FROM rnn_forecast('g', '[0.1, 0.2, 0.3]', 40)",
   "SELECT key, ord, output FROM rnn_scan('l', 's', 'id', 't', 'v', 'w')",
+  "SELECT epoch, train_loss, hex(model) FROM rnn_train('g', 'SELECT id, t, v FROM s', "
+  "'{\"epochs\": 2, \"window\": 10, \"batch_size\": 16, \"val_fraction\": 0}')",
 };
 #define NQ ((int)(sizeof(queries) / sizeof(queries[0])))
 
