@@ -48,7 +48,14 @@ con.set_progress_handler(lambda: during.append(len(os.listdir("/proc/self/task")
 out = con.execute("SELECT train_loss, val_loss, model FROM rnn_train(?, ?, ?)",
                   (init, query, json.dumps(opts))).fetchall()
 con.set_progress_handler(None, 0)
-after = len(os.listdir("/proc/self/task"))
+# pthread_join returns once a worker has run its last instruction; the kernel
+# drops its /proc/self/task entry a moment later, so wait (up to 5 s) for that.
+import time
+for _ in range(500):
+    after = len(os.listdir("/proc/self/task"))
+    if after <= before:
+        break
+    time.sleep(0.01)
 print(json.dumps({"losses": [[r[0].hex(), r[1].hex()] for r in out],
                   "blob": hashlib.sha256(out[-1][2]).hexdigest(),
                   "extra_threads": max(during) - before, "after": after - before}))
