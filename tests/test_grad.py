@@ -323,16 +323,21 @@ def test_bidirectional_models_cannot_be_trained():
         "rnn_grad_internal(): bidirectional models cannot be trained")
 
 
+def unidirectional_conformance_cases(con):
+    """(name, blob, record, rnn_info) of every unidirectional model of tests/test_conformance.py's fixtures."""
+    import test_conformance
+    for name, blob, rec in test_conformance.load_cases():
+        info = json.loads(one(con, "SELECT rnn_info(?)", (blob,)))
+        if not info["bidirectional"]:
+            yield name, blob, rec, info
+
+
 def test_params_from_exported_models():
     """Parameters read from every unidirectional conformance model (other prefixes, F16/BF16/F64, heads at the
     root) give inference's final hidden state over its 300 steps, and its output as the loss's target gives a
     zero loss."""
-    import test_conformance
     con = connect()
-    for name, blob, rec in test_conformance.load_cases():
-        info = json.loads(one(con, "SELECT rnn_info(?)", (blob,)))
-        if info["bidirectional"]:
-            continue
+    for name, blob, rec, info in unidirectional_conformance_cases(con):
 
         def case(blob=blob, rec=rec, info=info):
             md = info["metadata"]
@@ -367,12 +372,8 @@ def test_params_blob_round_trip():
     """rnn_params_from_model then rnn_params_to_blob (through the internal rnn_params_internal) on every
     unidirectional conformance model, its metadata passed back: the rewritten BLOB scores every step exactly as the
     original, and rnn_init's BLOBs come back byte for byte."""
-    import test_conformance
     con = connect()
-    for name, blob, rec in test_conformance.load_cases():
-        info = json.loads(one(con, "SELECT rnn_info(?)", (blob,)))
-        if info["bidirectional"]:
-            continue
+    for name, blob, rec, info in unidirectional_conformance_cases(con):
 
         def case(blob=blob, rec=rec, info=info):
             again = one(con, "SELECT rnn_params_internal(?, ?)", (blob, json.dumps(info["metadata"])))

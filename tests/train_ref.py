@@ -34,6 +34,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import st  # noqa: E402
+import gen_grad  # noqa: E402
 
 MASK = (1 << 64) - 1
 DEFAULTS = {"task": "next", "loss": None, "epochs": 20, "lr": 0.001, "betas": [0.9, 0.999], "eps": 1e-8,
@@ -76,11 +77,8 @@ def f32(v):
 # ---------------------------------------------------------------------------------------------------------
 # rnn_init's tensors and initialisation, in Python
 
-def spec_defaults(spec):
-    s = {"num_layers": 1, "proj_size": 0, "bias": True, "output_size": 0, "output_activation": "none",
-         "hidden_activation": "tanh", "seed": 0}
-    s.update(spec)
-    return s
+# rnn_init's defaults, kept in one place: gen_grad.py (the generator of the gradient fixtures)
+spec_defaults = gen_grad.full_spec
 
 
 def tensor_shapes(spec):
