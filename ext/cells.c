@@ -67,11 +67,13 @@ static size_t state_vec_floats(const rnn_net *n) {
 
 size_t rnn_state_blob_bytes(const rnn_net *n) { return RNN_STATE_HEADER + 4 * state_vec_floats(n); }
 
-uint64_t rnn_model_hash(const unsigned char *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325u;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;
+uint64_t rnn_fnv1a64(uint64_t h, const void *p, size_t n) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3u;
   return h;
 }
+
+uint64_t rnn_model_hash(const unsigned char *p, size_t n) { return rnn_fnv1a64(RNN_FNV_BASIS, p, n); }
 
 /* The state's vectors in BLOB order: h, then c (LSTM), then y (seed). */
 static int state_parts(const rnn_net *n, const rnn_state *st, float **part, size_t *len) {

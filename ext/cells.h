@@ -108,6 +108,10 @@ void rnn_state_save(const rnn_net *net, const rnn_state *st, uint64_t model_hash
 void rnn_state_load(const rnn_net *net, rnn_state *st, const unsigned char *in);
 /* 64-bit FNV-1a over p[0..n): the model hash kept in a state. */
 uint64_t rnn_model_hash(const unsigned char *p, size_t n);
+/* 64-bit FNV-1a: h carried over p[0..n), so a hash can be built piece by piece
+** from RNN_FNV_BASIS (rnn_model_hash; rnn_train's hash of its rows). */
+#define RNN_FNV_BASIS 0xcbf29ce484222325u
+uint64_t rnn_fnv1a64(uint64_t h, const void *p, size_t n);
 
 /* Bidirectional models, step by step. Every output needs the backward
 ** direction from the sequence's end, so rnn_bidir_begin first runs all of that

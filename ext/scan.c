@@ -63,9 +63,8 @@ SQLITE_EXTENSION_INIT3
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#define SCAN_MAX_THREADS 8
+#define SCAN_MAX_THREADS RNN_MAX_THREADS
 #define SCAN_MAX_FEATURES 32       /* feature columns one call can name */
 #define SCAN_MEMORY (32u << 20)    /* rule 4: bytes of rows held by all groups together */
 #define SCAN_MAX_GROUPS (SCAN_MAX_THREADS + 2)
@@ -310,13 +309,6 @@ static int scan_prepare(scan_cursor *c, sqlite3 *db, sqlite3_value **argv, rnn_e
   }
   int rc = sqlite3_bind_pointer(c->rows, 1, c, "rnn_scan_cursor", NULL);
   return rc == SQLITE_OK ? SQLITE_OK : rnn_err_code(err, rc);
-}
-
-/* Rule 5: the number of threads. */
-static int scan_threads(void) {
-  const char *z = getenv("SQLITE_RNN_THREADS");
-  long n = z && *z ? strtol(z, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > SCAN_MAX_THREADS ? SCAN_MAX_THREADS : (int)n;
 }
 
 /* Rule 4: bytes of rows all groups may hold. */
@@ -894,7 +886,7 @@ static int scan_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, i
                 "and the scan gives what the window gives (score whole sequences instead)");
     return rnn_err_vtab(p->pVtab, &err);
   }
-  c->nthreads = scan_threads();
+  c->nthreads = rnn_threads(); /* rule 5 */
   if (scan_prepare(c, v->db, argv, &err) != SQLITE_OK || scan_alloc(c, &err) != SQLITE_OK) {
     return rnn_err_vtab(p->pVtab, &err);
   }

@@ -312,7 +312,7 @@ static int setup(train_cursor *c, train_vtab *v, int argc, sqlite3_value **argv,
   c->hist = sqlite3_malloc64(sizeof(double) * 2 * (size_t)c->o.epochs);
   if (!c->best || !c->grad || !c->order || !c->hist) return rnn_err_nomem(err);
   memcpy(c->best, c->p->w, sizeof(float) * c->p->n);
-  c->pool = rnn_pool_start(rnn_pool_threads()); /* rule 8 */
+  c->pool = rnn_pool_start(rnn_threads()); /* rule 8 */
   c->rng = c->o.seed;
   c->best_loss = NAN;
   return SQLITE_OK;

@@ -21,16 +21,9 @@ SQLITE_EXTENSION_INIT3
 #include <math.h>
 #include <string.h>
 
-uint64_t rnn_train_splitmix64(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
 void rnn_train_shuffle(int64_t *idx, int64_t n, uint64_t *state) {
   for (int64_t i = n - 1; i >= 1; i--) {
-    int64_t j = (int64_t)(rnn_train_splitmix64(state) % (uint64_t)(i + 1));
+    int64_t j = (int64_t)(rnn_splitmix64(state) % (uint64_t)(i + 1));
     int64_t t = idx[i];
     idx[i] = idx[j];
     idx[j] = t;

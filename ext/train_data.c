@@ -123,23 +123,16 @@ static int row_error(rnn_err *err, sqlite3_stmt *st, int64_t r, const char *fmt,
   return err->rc;
 }
 
-/* Rule 5: FNV-1a 64 over bytes. */
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-  return h;
-}
-
 static uint64_t fnv_le64(uint64_t h, uint64_t u) {
   unsigned char b[8];
   for (int i = 0; i < 8; i++) b[i] = (unsigned char)(u >> (8 * i));
-  return fnv(h, b, 8);
+  return rnn_fnv1a64(h, b, 8);
 }
 
 static uint64_t hash_value(uint64_t h, sqlite3_value *v) {
   int t = sqlite3_value_type(v);
   unsigned char tb = (unsigned char)t;
-  h = fnv(h, &tb, 1);
+  h = rnn_fnv1a64(h, &tb, 1);
   if (t == SQLITE_INTEGER) return fnv_le64(h, (uint64_t)sqlite3_value_int64(v));
   if (t == SQLITE_FLOAT) {
     double d = sqlite3_value_double(v);
@@ -151,7 +144,7 @@ static uint64_t hash_value(uint64_t h, sqlite3_value *v) {
   const void *p = t == SQLITE_TEXT ? (const void *)sqlite3_value_text(v) : sqlite3_value_blob(v);
   int n = sqlite3_value_bytes(v);
   h = fnv_le64(h, (uint64_t)n);
-  return p ? fnv(h, p, (size_t)n) : h;
+  return p ? rnn_fnv1a64(h, p, (size_t)n) : h;
 }
 
 /* Rule 2: column c of row r as a float. */
@@ -275,7 +268,7 @@ int rnn_train_data_read(sqlite3 *db, const char *q, int nq, const train_opts *o,
   d->n_in = m->net.n_in;
   d->n_out = m->net.n_out;
   d->n_tcol = o->task == TASK_REGRESS ? d->n_out : o->task == TASK_CLASSIFY ? 1 : 0;
-  d->hash = 0xcbf29ce484222325ull;
+  d->hash = RNN_FNV_BASIS; /* rule 5: FNV-1a 64 over the rows */
   sqlite3_stmt *st = NULL;
   sqlite3_value *pk = NULL, *po = NULL;
   int rc = prepare_rows(db, q, nq, 2 + d->n_in + d->n_tcol, o, d->n_in, d->n_out, &st, err);

@@ -90,9 +90,8 @@ void rnn_train_batch_fill(train_batch_buf *bb, const train_data *d, const train_
                       const int64_t *idx, int nb);
 void rnn_train_batch_free(train_batch_buf *bb);
 
-/* splitmix64, the generator rnn_init uses too. */
-uint64_t rnn_train_splitmix64(uint64_t *state);
-/* Fisher-Yates over idx[0..n): j = next() % (i + 1), i from n - 1 down to 1. */
+/* Fisher-Yates over idx[0..n) with rnn_splitmix64 (train.h, rnn_init's generator):
+** j = next() % (i + 1), i from n - 1 down to 1. */
 void rnn_train_shuffle(int64_t *idx, int64_t n, uint64_t *state);
 
 /* Adam as torch.optim.Adam (amsgrad off) with torch's clip_grad_norm_ first (train_adam.c). */

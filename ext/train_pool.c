@@ -16,7 +16,6 @@ SQLITE_EXTENSION_INIT3
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 typedef struct pool_worker {
   struct rnn_pool *pool;
@@ -38,12 +37,6 @@ struct rnn_pool {
   int workers;            /* only workers 0..workers-1 take this round's jobs */
   int busy;               /* workers not yet through this round */
 };
-
-int rnn_pool_threads(void) {
-  const char *z = getenv("SQLITE_RNN_THREADS");
-  long n = z && *z ? strtol(z, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > RNN_POOL_MAX_THREADS ? RNN_POOL_MAX_THREADS : (int)n;
-}
 
 /* Take and run jobs until none is left; called and returns with mu held. */
 static void drain(rnn_pool *p, int worker) {

@@ -5,16 +5,15 @@
 #ifndef RNN_TRAIN_POOL_H
 #define RNN_TRAIN_POOL_H
 
-#define RNN_POOL_MAX_THREADS 8
+#include "util.h"
+
+#define RNN_POOL_MAX_THREADS RNN_MAX_THREADS
 
 typedef struct rnn_pool rnn_pool;
 /* One job: job in 0..n_jobs-1, worker in 0..rnn_pool_size-1 (0: the caller's
 ** thread); no two jobs run on the same worker at the same time. */
 typedef void (*rnn_pool_fn)(void *arg, int job, int worker);
 
-/* SQLITE_RNN_THREADS (1..RNN_POOL_MAX_THREADS) when set, else the online
-** CPUs, at most RNN_POOL_MAX_THREADS: rnn_scan's rule. */
-int rnn_pool_threads(void);
 /* A pool of `threads` workers counting the caller's thread, or NULL (out of
 ** memory, or threads <= 1): callers then run every job on their own thread,
 ** which gives the same results. Fewer threads may start than asked. */

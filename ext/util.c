@@ -21,6 +21,8 @@ SQLITE_EXTENSION_INIT3
 #include <stdint.h>
 #include <stdarg.h>
 #include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 /* Length of the valid UTF-8 character at z[0..n) (no overlong forms, no
 ** surrogates, at most U+10FFFF), or 0 if the bytes there are not one. */
@@ -327,4 +329,10 @@ unsigned char *rnn_f32_blob(const float *v, int n) {
   if (!b) return NULL;
   for (int i = 0; i < n; i++) rnn_f32_put(b + 4 * i, v[i]);
   return b;
+}
+
+int rnn_threads(void) {
+  const char *z = getenv("SQLITE_RNN_THREADS");
+  long n = z && *z ? strtol(z, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : n > RNN_MAX_THREADS ? RNN_MAX_THREADS : (int)n;
 }

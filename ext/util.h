@@ -102,4 +102,9 @@ void rnn_result_output_named(sqlite3_context *ctx, const float *out, int n, char
 char *rnn_json_floats(const float *out, int n, int *len);
 /* v[0..n) as a little-endian float32 BLOB (sqlite3_malloc'd), or NULL on OOM. */
 unsigned char *rnn_f32_blob(const float *v, int n);
+/* Threads a parallel call (rnn_scan, rnn_train) uses: the environment variable
+** SQLITE_RNN_THREADS (clamped to 1..RNN_MAX_THREADS) when set, else the online
+** CPUs, at most RNN_MAX_THREADS. Read at each call, so nothing is cached. */
+#define RNN_MAX_THREADS 8
+int rnn_threads(void);
 #endif
