@@ -112,6 +112,7 @@ struct scan_cursor {
   int si;                 /* the series of that row */
   int eof;
   int64_t rowid;
+  int plain;              /* features are plain numbers, one per input (take_fast) */
   int nthreads;
   scan_work work[SCAN_MAX_THREADS]; /* [0] the connection's thread's */
   float *workmem;         /* owned */
@@ -660,6 +661,36 @@ static int take_row(scan_cursor *c, scan_group *g, sqlite3_value **argv, int *fu
   return SQLITE_OK;
 }
 
+/* The common row, without take_row's generality: an INTEGER key equal to the
+** key of the series being filled, an INTEGER order value after that series'
+** last one, plain numeric features, room without growing. Returns 0 (nothing
+** written) for any other row, which take_row then takes: same result. */
+static int take_fast(scan_cursor *c, scan_group *g, sqlite3_value **argv) {
+  if (!c->plain || g->nser == 0 || g->nrow >= g->cap) return 0;
+  scan_series *s = &g->ser[g->nser - 1];
+  const int64_t r = g->nrow;
+  if (s->n == 0 || s->key.type != SQLITE_INTEGER || g->ord[r - 1].type != SQLITE_INTEGER) return 0;
+  if ((size_t)(r + 1) * c->row_bytes + g->alen > c->budget) return 0;
+  if (sqlite3_value_type(argv[1]) != SQLITE_INTEGER || sqlite3_value_type(argv[2]) != SQLITE_INTEGER) return 0;
+  const int64_t ord = sqlite3_value_int64(argv[2]);
+  if (sqlite3_value_int64(argv[1]) != s->key.u.i || ord == g->ord[r - 1].u.i) return 0;
+  float *x = g->x + (size_t)r * (size_t)c->nf;
+  for (int f = 0; f < c->nf; f++) {
+    const int t = sqlite3_value_type(argv[3 + f]);
+    if (t != SQLITE_FLOAT && t != SQLITE_INTEGER) return 0;
+    const double d = sqlite3_value_double(argv[3 + f]);
+    if (!rnn_f32_finite(d)) return 0;
+    x[f] = (float)d;
+  }
+  g->ord[r].type = SQLITE_INTEGER;
+  g->ord[r].len = 0;
+  g->ord[r].u.i = ord;
+  g->flag[r] = SCAN_USE;
+  g->nrow = r + 1;
+  s->n++;
+  return 1;
+}
+
 /* Rule 2: rnn_scan_feed(cursor, key, order, feature...), called by the
 ** statement for each row in order: takes the row into the group being filled
 ** and returns 0, or returns 1 (the row is then returned by the statement and
@@ -671,6 +702,10 @@ void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   }
   if (!c || !c->filling || argc != 3 + c->nf) {
     sqlite3_result_error(ctx, "rnn_scan_feed(): for rnn_scan's own use", -1);
+    return;
+  }
+  if (take_fast(c, c->filling, argv)) {
+    sqlite3_result_int(ctx, 0);
     return;
   }
   int full = 0;
@@ -886,6 +921,7 @@ static int scan_filter(sqlite3_vtab_cursor *p, int idxNum, const char *idxStr, i
                 "and the scan gives what the window gives (score whole sequences instead)");
     return rnn_err_vtab(p->pVtab, &err);
   }
+  c->plain = !c->e->model->n_vocab && c->nf == c->e->model->net.n_in;
   c->nthreads = rnn_threads(); /* rule 5 */
   if (scan_prepare(c, v->db, argv, &err) != SQLITE_OK || scan_alloc(c, &err) != SQLITE_OK) {
     return rnn_err_vtab(p->pVtab, &err);
@@ -942,10 +978,10 @@ static int scan_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
       break;
     case C_ORD: result_val(ctx, &g->ord[c->at], g->arena); break;
     case C_OUTPUT:
-      if (g->flag[c->at] & SCAN_OUT) {
-        rnn_result_output_named(ctx, g->out + (size_t)c->at * m->net.n_out, m->net.n_out, m->output_names);
-      }
-      break; /* else NULL: no step yet (rule 6) */
+      if (!(g->flag[c->at] & SCAN_OUT)) break; /* NULL: no step yet (rule 6) */
+      if (m->net.n_out == 1) sqlite3_result_double(ctx, (double)g->out[c->at]); /* rnn_result_output's one value */
+      else rnn_result_output_named(ctx, g->out + (size_t)c->at * m->net.n_out, m->net.n_out, m->output_names);
+      break;
     default: break; /* the arguments read as NULL */
   }
   return SQLITE_OK;
