@@ -1,4 +1,5 @@
-"""The runnable examples of sql/: every sql/*.sql except demo.sql (tests/test_demo.py runs that one) and
+"""The runnable examples of sql/: every sql/*.sql except demo.sql (tests/test_demo.py runs that one),
+train_long_memory.sql (tests/test_train_proof.py's test_lesson_chart runs it and checks the same) and
 lang.sql while sql/lang_model.safetensors is absent runs in the sqlite3 shell as a user would run it
 (`sqlite3 < sql/NAME.sql` from the repository root, in-memory database) and must exit 0, write nothing to
 stderr, and print exactly sql/expected/NAME.out. Examples that use the extension must start with `.load ./rnn`.
@@ -16,7 +17,9 @@ from rnnlib import ROOT, Skip  # noqa: E402
 
 SQL = os.path.join(ROOT, "sql")
 EXPECTED = os.path.join(SQL, "expected")
-NOT_RUN = {"demo.sql": "tests/test_demo.py runs it"}
+NOT_RUN = {"demo.sql": "tests/test_demo.py runs it",
+           "train_long_memory.sql": "tests/test_train_proof.py's test_lesson_chart runs it once for the chart and "
+                                    "checks its output the same way"}
 
 
 def examples():
