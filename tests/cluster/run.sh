@@ -118,6 +118,12 @@ node_of() { local i; for i in 0 1 2; do [ "${ADDR[$i]}" = "$1" ] && echo $i; don
 # field NAME LINE: the word after NAME in LINE
 field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) { print $(i + 1); exit } }' <<<"$2"; }
 
+# same_rows NAME LINE WHO: LINE (a client's answer) gives $ROWS rows after NAME and sha256 $HASH, or fails
+same_rows() {
+  [ "$(field "$1" "$2") $(field sha256 "$2")" = "$ROWS $HASH" ] ||
+    fail "$3 gave '$2', expected $ROWS rows ($1) with sha256 $HASH"
+}
+
 # --- the cluster
 start_node 0
 client 20 wait 1 >/dev/null || fail "node 1 did not become leader in time"
@@ -164,16 +170,13 @@ pass "killed the leader $LEADER (pid ${NODEPID[$OLD]}, SIGKILL)"
 NEW=$(client 60 wait 3) || fail "no new leader in time after killing $LEADER"
 [ "$NEW" != "$LEADER" ] || fail "the killed node $LEADER is still reported leader"
 out=$(client 60 hash) || fail "hash on the new leader: $out"
-[ "$(field pred "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
-  fail "new leader $NEW returned '$out', expected $ROWS rows with sha256 $HASH"
+same_rows pred "$out" "new leader $NEW"
 pass "new leader $NEW returns every pred row, byte-identical ($out)"
 out=$(client 60 live) || fail "live on the new leader: $out"
-[ "$(field live "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
-  fail "new leader $NEW recomputed '$out', expected $ROWS rows with sha256 $HASH"
+same_rows live "$out" "new leader $NEW, recomputing,"
 pass "new leader $NEW recomputes the same bits on its own CPU path ($out)"
 score=$(client 120 score) || fail "score on the new leader: $score"
-[ "$(field insert "$score")" = "$ROWS" ] && [ "$(field sha256 "$score")" = "$HASH" ] ||
-  fail "rescoring on the new leader gave '$score'"
+same_rows insert "$score" "rescoring on the new leader"
 pass "new leader rewrote pred ($ROWS rows) while $LEADER was down"
 
 # lead ADDRESS: makes the node at ADDRESS the leader (retried until it has caught up), or fails.
@@ -191,8 +194,7 @@ lead() {
 start_node "$OLD"
 lead "$LEADER"
 out=$(client 60 hash) || fail "hash on the restarted node: $out"
-[ "$(field pred "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
-  fail "restarted node $LEADER returned '$out', expected $ROWS rows with sha256 $HASH"
+same_rows pred "$out" "restarted node $LEADER"
 pass "restarted node $LEADER (pid ${NODEPID[$OLD]}) caught up and, as leader, returns the same rows ($out)"
 
 # --- the third node leads too: all three CPU paths have computed the same bits
@@ -201,8 +203,7 @@ for i in 0 1 2; do
 done
 lead "$THIRD"
 out=$(client 60 live) || fail "live on $THIRD: $out"
-[ "$(field live "$out") $(field sha256 "$out")" = "$ROWS $HASH" ] ||
-  fail "node $THIRD recomputed '$out', expected $ROWS rows with sha256 $HASH"
+same_rows live "$out" "node $THIRD, recomputing,"
 pass "node $THIRD, as leader, recomputes the same bits on its own CPU path ($out)"
 
 # --- the same workload on a local file, for the throughput comparison
