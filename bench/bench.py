@@ -308,45 +308,44 @@ def part6(con):
           "1,000,000 rows\n")
     con.execute("CREATE TEMP TABLE IF NOT EXISTS p(id, t, y)")
 
-    def insert(sql, runs):
-        ts = []
-        for _ in range(runs):
-            con.execute("DELETE FROM p")
-            t0 = time.perf_counter()
-            con.execute("INSERT INTO p " + sql)
-            ts.append(time.perf_counter() - t0)
+    def insert(sql):
         con.execute("DELETE FROM p")
-        return statistics.median(ts)
+        t0 = time.perf_counter()
+        con.execute("INSERT INTO p " + sql)
+        return time.perf_counter() - t0
 
-    def scan_with(threads, name, runs):
+    def scan_with(threads, name):
         old = os.environ.get("SQLITE_RNN_THREADS")
         os.environ["SQLITE_RNN_THREADS"] = str(threads)
         try:
-            return insert("SELECT * FROM rnn_scan('%s', 'series', 'id', 't', 'v')" % name, runs)
+            return insert("SELECT * FROM rnn_scan('%s', 'series', 'id', 't', 'v')" % name)
         finally:
             if old is None:
                 del os.environ["SQLITE_RNN_THREADS"]
             else:
                 os.environ["SQLITE_RNN_THREADS"] = old
 
-    insert("SELECT id, t, v FROM series", 1)  # warm-up: the file's pages into the OS cache
-    copy = insert("SELECT id, t, v FROM series", 5)
+    copy_sql = "SELECT id, t, v FROM series"
+    insert(copy_sql)  # warm-up: the file's pages into the OS cache
     cores = os.cpu_count() or 1
-    rows = []
-    for name, label, runs in (("gru8", "GRU(1->8)", 3), ("lstm64", "LSTM(1->64)", 3), ("lstm256", "LSTM(1->256)", 1)):
-        one_t = scan_with(1, name, runs)
-        all_t = scan_with(cores, name, runs)
-        win = insert("SELECT id, t, rnn_predict('%s', v) OVER (PARTITION BY id ORDER BY t) FROM series" % name, runs)
-        rows.append((label, one_t, all_t, win))
-    # the copy again after the scans: the machine's state drifts within a run; ratios use the mean of both
-    copy2 = insert("SELECT id, t, v FROM series", 5)
-    base = (copy + copy2) / 2
-    print("| job | scan s, 1 thread | scan s, %d threads | window s | scan / copy (1, %d) | window / copy "
-          "| window / scan (1, %d) |\n|---|---|---|---|---|---|---|" % (cores, cores, cores))
-    print("| copy `SELECT id, t, v FROM series` (before, after the scans) | %.3f, %.3f | | | 1.00 | | |" % (copy, copy2))
-    for label, one_t, all_t, win in rows:
-        print("| %s | %.3f | %.3f | %.3f | %.2f, %.2f | %.2f | %.2f, %.2f |" % (
-            label, one_t, all_t, win, one_t / base, all_t / base, win / base, win / one_t, win / all_t))
+    print("Each scan run follows a run of the copy job: the machine's speed drifts within a run, so each model's "
+          "ratios use the median of the copy runs made between its own scans (medians of the runs shown).\n")
+    print("| job | runs | copy s | scan s, 1 thread | scan s, %d threads | window s | scan / copy (1, %d) "
+          "| window / copy | window / scan (1, %d) |\n|---|---|---|---|---|---|---|---|---|" % (cores, cores, cores))
+    for name, label, runs, wruns in (("gru8", "GRU(1->8)", 7, 3), ("lstm64", "LSTM(1->64)", 7, 3),
+                                     ("lstm256", "LSTM(1->256)", 2, 1)):
+        copies, one, all_ = [], [], []
+        for _ in range(runs):
+            copies.append(insert(copy_sql))
+            one.append(scan_with(1, name))
+            copies.append(insert(copy_sql))
+            all_.append(scan_with(cores, name))
+        win = statistics.median(insert("SELECT id, t, rnn_predict('%s', v) OVER (PARTITION BY id ORDER BY t) "
+                                       "FROM series" % name) for _ in range(wruns))
+        base, one_t, all_t = statistics.median(copies), statistics.median(one), statistics.median(all_)
+        print("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f, %.2f | %.2f | %.2f, %.2f |" % (
+            label, runs, base, one_t, all_t, win, one_t / base, all_t / base, win / base, win / one_t, win / all_t))
+    con.execute("DELETE FROM p")
     exe = os.path.join(ROOT, "build", "bench_kernels")
     out = subprocess.run([exe, "batch"], capture_output=True, text=True, check=True).stdout.splitlines()
     print("\nThe gates product alone at batch 16 (gemm_t, as the scan runs it):\n\n" + out[0] + "\n")
