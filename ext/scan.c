@@ -693,8 +693,9 @@ static int take_fast(scan_cursor *c, scan_group *g, sqlite3_value **argv) {
 
 /* Rule 2: rnn_scan_feed(cursor, key, order, feature...), called by the
 ** statement for each row in order: takes the row into the group being filled
-** and returns 0, or returns 1 (the row is then returned by the statement and
-** the group is complete). Any other use is an error. */
+** and returns NULL (no result set: SQLite presets it), or returns 1 (the row
+** is then returned by the statement and the group is complete). Any other use
+** is an error. */
 void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   scan_cursor *c = argc >= 1 ? sqlite3_get_auxdata(ctx, 0) : NULL; /* saves a type-name compare per row */
   if (!c && argc >= 1 && (c = sqlite3_value_pointer(argv[0], "rnn_scan_cursor")) != NULL) {
@@ -704,17 +705,14 @@ void rnn_scan_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     sqlite3_result_error(ctx, "rnn_scan_feed(): for rnn_scan's own use", -1);
     return;
   }
-  if (take_fast(c, c->filling, argv)) {
-    sqlite3_result_int(ctx, 0);
-    return;
-  }
+  if (take_fast(c, c->filling, argv)) return; /* NULL (OP_Function's preset): the WHERE is false */
   int full = 0;
   if (take_row(c, c->filling, argv, &full, &c->ferr) != SQLITE_OK) {
     if (c->ferr.rc == SQLITE_NOMEM) sqlite3_result_error_nomem(ctx);
     else sqlite3_result_error(ctx, "rnn_scan", -1);
     return;
   }
-  sqlite3_result_int(ctx, full);
+  if (full) sqlite3_result_int(ctx, 1);
 }
 
 /* Fill g with the next rows of the table: whole series, or a part of one (rule 4). */
