@@ -122,7 +122,10 @@ clean:
 build/bench_kernels: bench/bench_kernels.c tests/testnet.h $(KERN_OBJ) $(HDR)
 	$(CC) $(BASE) -O2 bench/bench_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
 
-bench: check-python rnn.so build/bench_kernels
+build/bench_floor: bench/bench_floor.c
+	$(CC) $(BASE) -O2 bench/bench_floor.c -o $@ -lsqlite3 $(LDLIBS)
+
+bench: check-python rnn.so build/bench_kernels build/bench_floor
 	$(PYTHON) bench/bench.py
 
 .PHONY: bench

@@ -1,0 +1,191 @@
+/*
+** bench_floor.c: the least SQLite lets any scan built as rnn_scan is cost, so
+** `make bench` part 6 can put rnn_scan's ratio to the copy job beside it.
+**
+** rnn_scan reads the table through a statement whose WHERE calls a function
+** for each row (ext/scan.c rule 2) and returns the rows through a virtual
+** table into the INSERT. Here both do the least they can: the function stores
+** the row's three values into arrays, the table returns them as they are, no
+** model, no checks. What remains over the copy job (INSERT INTO p SELECT id, t,
+** v FROM series) is SQLite's own: a function call per row in the reading
+** statement and a virtual-table row (VNext, three VColumn) instead of a B-tree
+** row in the INSERT.
+**
+** Usage: bench_floor DB [RUNS]   (DB: bench.py's series.db, table series(id, t,
+** v)); prints the median seconds of the copy and of the floor over RUNS
+** interleaved runs, and their ratio: "copy S floor S ratio R".
+*/
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define CHUNK 16000 /* rows per fill: a group of 16 series x 1000 steps, as rnn_scan holds */
+
+typedef struct floor_cursor {
+  sqlite3_vtab_cursor base;
+  sqlite3_stmt *rd;
+  int64_t k[CHUNK], o[CHUNK];
+  double v[CHUNK];
+  int n, at, done;
+  int64_t rowid;
+} floor_cursor;
+
+/* floor_feed(cursor, id, t, v): the row into the cursor's arrays; 1 (the row
+** ends the statement's step) when they are full, else NULL. */
+static void floor_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  floor_cursor *c = sqlite3_get_auxdata(ctx, 0);
+  (void)argc;
+  if (!c) {
+    c = sqlite3_value_pointer(argv[0], "floor_cursor");
+    sqlite3_set_auxdata(ctx, 0, c, NULL);
+  }
+  c->k[c->n] = sqlite3_value_int64(argv[1]);
+  c->o[c->n] = sqlite3_value_int64(argv[2]);
+  c->v[c->n] = sqlite3_value_double(argv[3]);
+  if (++c->n == CHUNK) sqlite3_result_int(ctx, 1);
+}
+
+static int fill(floor_cursor *c) {
+  c->n = 0;
+  c->at = 0;
+  int rc = sqlite3_step(c->rd);
+  if (rc == SQLITE_DONE) c->done = 1;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+typedef struct floor_vtab {
+  sqlite3_vtab base;
+  sqlite3 *db;
+} floor_vtab;
+
+static int f_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **pp, char **err) {
+  (void)aux, (void)argc, (void)argv, (void)err;
+  int rc = sqlite3_declare_vtab(db, "CREATE TABLE x(key, ord, output)");
+  if (rc != SQLITE_OK) return rc;
+  floor_vtab *v = sqlite3_malloc(sizeof(*v));
+  if (!v) return SQLITE_NOMEM;
+  v->db = db;
+  *pp = &v->base;
+  return SQLITE_OK;
+}
+static int f_disconnect(sqlite3_vtab *v) {
+  sqlite3_free(v);
+  return SQLITE_OK;
+}
+static int f_best(sqlite3_vtab *v, sqlite3_index_info *info) {
+  (void)v;
+  info->estimatedCost = 1e6;
+  return SQLITE_OK;
+}
+static int f_open(sqlite3_vtab *v, sqlite3_vtab_cursor **pp) {
+  (void)v;
+  floor_cursor *c = sqlite3_malloc(sizeof(*c));
+  if (!c) return SQLITE_NOMEM;
+  c->rd = NULL;
+  *pp = &c->base;
+  return SQLITE_OK;
+}
+static int f_close(sqlite3_vtab_cursor *p) {
+  floor_cursor *c = (floor_cursor *)p;
+  sqlite3_finalize(c->rd);
+  sqlite3_free(c);
+  return SQLITE_OK;
+}
+static int f_filter(sqlite3_vtab_cursor *p, int idx, const char *s, int argc, sqlite3_value **argv) {
+  (void)idx, (void)s, (void)argc, (void)argv;
+  floor_cursor *c = (floor_cursor *)p;
+  sqlite3_finalize(c->rd);
+  c->rd = NULL;
+  c->done = 0;
+  c->rowid = 0;
+  int rc = sqlite3_prepare_v2(((floor_vtab *)p->pVtab)->db,
+                              "SELECT id, t, v FROM series WHERE floor_feed(?1, id, t, v) ORDER BY id, t", -1,
+                              &c->rd, NULL);
+  if (rc == SQLITE_OK) rc = sqlite3_bind_pointer(c->rd, 1, c, "floor_cursor", NULL);
+  return rc == SQLITE_OK ? fill(c) : rc;
+}
+static int f_next(sqlite3_vtab_cursor *p) {
+  floor_cursor *c = (floor_cursor *)p;
+  c->rowid++;
+  if (++c->at < c->n || c->done) return SQLITE_OK;
+  return fill(c);
+}
+static int f_eof(sqlite3_vtab_cursor *p) {
+  const floor_cursor *c = (const floor_cursor *)p;
+  return c->at >= c->n && c->done;
+}
+static int f_column(sqlite3_vtab_cursor *p, sqlite3_context *ctx, int col) {
+  const floor_cursor *c = (const floor_cursor *)p;
+  if (col == 0) sqlite3_result_int64(ctx, c->k[c->at]);
+  else if (col == 1) sqlite3_result_int64(ctx, c->o[c->at]);
+  else sqlite3_result_double(ctx, c->v[c->at]);
+  return SQLITE_OK;
+}
+static int f_rowid(sqlite3_vtab_cursor *p, sqlite3_int64 *rowid) {
+  *rowid = ((const floor_cursor *)p)->rowid;
+  return SQLITE_OK;
+}
+
+static const sqlite3_module floor_module = {
+  0, NULL, f_connect, f_best, f_disconnect, NULL, f_open, f_close, f_filter, f_next, f_eof, f_column, f_rowid,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+};
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double timed(sqlite3 *db, const char *sql) {
+  char *err = NULL;
+  if (sqlite3_exec(db, "DELETE FROM p", NULL, NULL, &err) != SQLITE_OK) goto fail;
+  double t0 = now();
+  if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) goto fail;
+  return now() - t0;
+fail:
+  fprintf(stderr, "bench_floor: %s\n", err);
+  exit(1);
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv) {
+  enum { MAX_RUNS = 50 };
+  sqlite3 *db;
+  int runs = argc > 2 ? atoi(argv[2]) : 7;
+  if (argc < 2 || runs < 1 || runs > MAX_RUNS) {
+    fprintf(stderr, "usage: bench_floor DB [RUNS <= %d]\n", MAX_RUNS);
+    return 2;
+  }
+  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+      sqlite3_create_function(db, "floor_feed", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, floor_feed, NULL, NULL) ||
+      sqlite3_create_module_v2(db, "floor_scan", &floor_module, NULL, NULL) ||
+      sqlite3_exec(db, "CREATE TEMP TABLE p(id, t, y)", NULL, NULL, NULL)) {
+    fprintf(stderr, "bench_floor: %s\n", sqlite3_errmsg(db));
+    return 1;
+  }
+  const char *copy = "INSERT INTO p SELECT id, t, v FROM series", *scan = "INSERT INTO p SELECT * FROM floor_scan";
+  double tc[MAX_RUNS], tf[MAX_RUNS];
+  timed(db, copy); /* warm-up: the file's pages into the OS cache */
+  for (int r = 0; r < runs; r++) {
+    tc[r] = timed(db, copy);
+    tf[r] = timed(db, scan);
+  }
+  sqlite3_stmt *st;
+  long long rows = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM p", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+    rows = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  qsort(tc, (size_t)runs, sizeof(double), cmp);
+  qsort(tf, (size_t)runs, sizeof(double), cmp);
+  printf("copy %.3f floor %.3f ratio %.2f rows %lld\n", tc[runs / 2], tf[runs / 2], tf[runs / 2] / tc[runs / 2], rows);
+  sqlite3_close(db);
+  return 0;
+}
