@@ -136,6 +136,76 @@ static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, 
   for (int r = full; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
 }
 
+/* Hot: the products of rnn_scan's lockstep batch (gemm_rows). Input rows come
+** by pointer, so the series' states are read where they live (no copies). For
+** rows r < nr and the nv vectors of outputs at y: the accumulators start from
+** src (a bias read by every row when lds is 0, else y's own rows), then add
+** w[k*ld + j] * x1[r][k] for k < n1, then w[(n1 + k)*ld + j] * x2[r][k] for
+** k < n2: one chain per output, k ascending, as gemm_t over cat(x1[r], x2[r])
+** after the bias was copied into y. */
+#define ROWS_MAX (KERN_ROWS > 4 ? KERN_ROWS : 4)
+KERN_INLINE void rows_terms(vf (*acc)[TILE_NV], const float *w, int ld, const float *const *x, int n, const int nr,
+                            const int nv) {
+  const float *xr[ROWS_MAX];
+  if (n <= 0) return; /* x may be NULL then */
+  KERN_UNROLL for (int r = 0; r < nr; r++) xr[r] = x[r];
+  for (int k = 0; k < n; k++) {
+    const float *wk = w + (size_t)k * (size_t)ld;
+    vf xk[ROWS_MAX];
+    KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(xr[r][k]);
+    KERN_UNROLL for (int v = 0; v < nv; v++) {
+      vf wv = VLOAD(wk + v * KERN_W);
+      KERN_UNROLL for (int r = 0; r < nr; r++) acc[r][v] = VFMA(wv, xk[r], acc[r][v]);
+    }
+  }
+}
+
+KERN_INLINE void rows_tile(float *y, int ldy, const float *src, int lds, const float *w, int ld,
+                           const float *const *x1, int n1, const float *const *x2, int n2, const int nr,
+                           const int nv) {
+  vf acc[ROWS_MAX][TILE_NV];
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(src + (size_t)r * lds + v * KERN_W);
+  }
+  rows_terms(acc, w, ld, x1, n1, nr, nv);
+  rows_terms(acc, w + (size_t)n1 * (size_t)ld, ld, x2, n2, nr, nv);
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) VSTORE(y + (size_t)r * ldy + v * KERN_W, acc[r][v]);
+  }
+}
+
+/* The columns j .. j + nv*KERN_W of every row: tiles of KERN_ROWS rows, then of
+** 4, 2 and 1 (nr stays a constant in each call, so every tile is unrolled). */
+KERN_INLINE void rows_cols(float *y, int ldy, const float *src, int lds, const float *w, int ld,
+                           const float *const *x1, int n1, const float *const *x2, int n2, int rows, const int nv) {
+  int r = 0;
+#define ROWS_RUN(NR)                                                                                           \
+  for (; r + (NR) <= rows; r += (NR))                                                                          \
+    rows_tile(y + (size_t)r * ldy, ldy, src + (size_t)r * lds, lds, w, ld, x1 + r, n1, x2 ? x2 + r : x2, n2, \
+              NR, nv)
+  ROWS_RUN(KERN_ROWS);
+  ROWS_RUN(4);
+  ROWS_RUN(2);
+  ROWS_RUN(1);
+#undef ROWS_RUN
+}
+
+#ifndef KERN_ROWS_NV
+#define KERN_ROWS_NV GEMM_NV
+#endif
+static void gemm_rows(float *y, int ldy, const float *b, const float *w, int ld, const float *const *x1, int n1,
+                      const float *const *x2, int n2, int m, int rows) {
+  const float *src = b ? b : y;
+  const int lds = b ? 0 : ldy;
+  int j = 0;
+  for (; j + KERN_ROWS_NV * KERN_W <= m; j += KERN_ROWS_NV * KERN_W) {
+    rows_cols(y + j, ldy, src + j, lds, w + j, ld, x1, n1, x2, n2, rows, KERN_ROWS_NV);
+  }
+  for (; j < m; j += RNN_LANES) {
+    rows_cols(y + j, ldy, src + j, lds, w + j, ld, x1, n1, x2, n2, rows, RNN_LANES / KERN_W);
+  }
+}
+
 /* f applied to y[0..n) in place; the tail is masked. */
 KERN_INLINE void map(float *restrict y, int n, vf (*f)(vf)) {
   int i = 0;
@@ -178,6 +248,6 @@ static void gru(const float *restrict gi, const float *restrict gh, float *restr
   if (j < H) gru_at(gi, gh, h, H, j, H - j);
 }
 
-const rnn_kernels KERN_FN(rnn_kernels) = {KERN_NAME, gemv_t, gemm_t, sigmoid, tanh_, lstm, gru};
+const rnn_kernels KERN_FN(rnn_kernels) = {KERN_NAME, gemv_t, gemm_t, gemm_rows, sigmoid, tanh_, lstm, gru};
 
 #endif

@@ -36,6 +36,7 @@ typedef int vmask;
 #define KERN_NAME "scalar"
 #define KERN_NV_BIG 16 /* 16 outputs: the weight reads stay contiguous */
 #define KERN_NV_MID 16
+#define KERN_ROWS 4
 #define VLOAD(p) (*(p))
 #define VSTORE(p, v) (*(p) = (v))
 #define VMASK(left) (left)
@@ -70,6 +71,7 @@ typedef __m256i vmask;
 #define KERN_NAME "avx2"
 #define KERN_NV_BIG 8 /* 8 independent FMA chains hide the FMA latency */
 #define KERN_NV_MID 2
+#define KERN_ROWS 4
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 /* lanes below left: maskload/maskstore never touch the memory of the others */
@@ -98,6 +100,9 @@ typedef __mmask16 vmask;
 #define KERN_NAME "avx512"
 #define KERN_NV_BIG 8 /* 128 outputs: 8 FMA chains hide the 4-cycle latency */
 #define KERN_NV_MID 4
+#ifndef KERN_ROWS
+#define KERN_ROWS 4
+#endif
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VMASK(left) ((__mmask16)((1u << (left)) - 1u))

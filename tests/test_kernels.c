@@ -13,6 +13,9 @@
 **     tanh(+-Inf) = +-1, sigmoid(+Inf) = 1, sigmoid(-Inf) ~ 0.
 **  5. gemm_t: row r is bit for bit gemv_t of input row r, on every path.
 **  6. Whole networks fed NaN, +-Inf and +-3e38: every path gives the same bits.
+**  7. gemm_rows (rnn_scan's product): from a bias or from y, over two inputs
+**     given by row pointers, bit for bit the old way (bias copied into y, the
+**     inputs copied into cat rows, gemm_t), on every path, every row count 1..17.
 ** Prints one line per check and `N passed, N failed`; exit status 1 on failure.
 */
 #include "testnet.h"
@@ -148,6 +151,53 @@ static void check_gemm(const rnn_kernels *k) {
   free(w);
 }
 
+/* 7. gemm_rows against copying the bias and cat(x1 row, x2 row), then gemm_t. */
+static void check_gemm_rows(const rnn_kernels *k) {
+  enum { N1 = 5, N2 = 40, N = N1 + N2, M = 272, ROWS = 17 };
+  float *w = malloc(sizeof(float) * N * M), *y = malloc(sizeof(float) * ROWS * M);
+  float *want = malloc(sizeof(float) * ROWS * M), *cat = malloc(sizeof(float) * ROWS * N);
+  float *x1 = malloc(sizeof(float) * ROWS * 3 * N1), *x2 = malloc(sizeof(float) * ROWS * 2 * N2), b[M];
+  const float *p1[ROWS], *p2[ROWS];
+  for (int i = 0; i < N * M; i++) w[i] = frand();
+  for (int i = 0; i < M; i++) b[i] = frand();
+  for (int i = 0; i < ROWS * 3 * N1; i++) x1[i] = frand();
+  for (int i = 0; i < ROWS * 2 * N2; i++) x2[i] = frand();
+  x2[2 * N2 + 5] = INFINITY;
+  x2[14 * N2 + 1] = NAN;
+  x1[8 * 3 * N1 + 3] = -3e38f;
+  b[17] = -INFINITY;
+  for (int r = 0; r < ROWS; r++) { /* rows scattered, in no particular order: as the series' states lie */
+    p1[r] = x1 + (size_t)((r * 7) % ROWS) * 3 * N1;
+    p2[r] = x2 + (size_t)((r * 5 + 3) % ROWS) * 2 * N2;
+  }
+  int same = 1;
+  for (int rows = 1; rows <= ROWS; rows++) {
+    for (int m = RNN_LANES; m <= M; m += 64) {
+      for (int variant = 0; variant < 3; variant++) { /* bias and two inputs; y and two; bias and x1 only */
+        const int n2 = variant == 2 ? 0 : N2;
+        for (int i = 0; i < ROWS * M; i++) y[i] = want[i] = frand();
+        for (int r = 0; r < rows; r++) {
+          if (variant != 1) memcpy(want + r * M, b, sizeof(float) * (size_t)m);
+          memcpy(cat + r * N, p1[r], sizeof(float) * N1);
+          memcpy(cat + r * N + N1, p2[r], sizeof(float) * N2);
+        }
+        k->gemm_t(want, M, w, M, cat, N, N1 + n2, m, rows);
+        k->gemm_rows(y, M, variant == 1 ? NULL : b, w, M, p1, N1, n2 ? p2 : NULL, n2, m, rows);
+        same &= memcmp(y, want, sizeof(float) * ROWS * M) == 0;
+      }
+    }
+  }
+  char msg[96];
+  snprintf(msg, sizeof(msg), "%s gemm_rows bit-identical to bias copy, cat rows and gemm_t", k->name);
+  check(same, msg);
+  free(w);
+  free(y);
+  free(want);
+  free(cat);
+  free(x1);
+  free(x2);
+}
+
 /* Run T steps; returns a malloc'd buffer of T*(O + hout) floats. */
 static float *run(const rnn_net *n, const float *xs, int T) {
   float *mem = malloc(sizeof(float) * rnn_state_floats(n));
@@ -279,6 +329,7 @@ int main(void) {
     for (foreign = 0; p > 0 && foreign < 2; foreign++) check_nonfinite_paths(paths[0], paths[p]);
     foreign = 0;
     check_gemm(paths[p]);
+    check_gemm_rows(paths[p]);
   }
 
   /* 6. whole networks fed NaN, +-Inf, +-3e38 among ordinary values: a few
