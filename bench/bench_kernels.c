@@ -7,9 +7,9 @@
 ** Usage: bench_kernels [path]   (path: scalar, avx2, avx512; default: best)
 **        bench_kernels batch    the recurrence product alone at batch 16 (gemm_t, as
 **                               rnn_scan runs it), best path: GFLOP/s and of peak
-**        bench_kernels scan     rnn_scan's arithmetic alone (scan_compute.c, one
+**        bench_kernels scan [H] rnn_scan's arithmetic alone (scan_compute.c, one
 **                               thread, no SQLite) over 1000 series x 1000 steps:
-**                               CPU seconds and share of peak
+**                               CPU seconds and share of peak (only hidden size H)
 */
 #include "../tests/testnet.h"
 #include "../ext/scan.h"
@@ -120,13 +120,14 @@ static double scan_seconds(const rnn_net *n, int S, int64_t T) {
   return best;
 }
 
-static void scan_bench(const rnn_kernels *k, double peak) {
+static void scan_bench(const rnn_kernels *k, double peak, int only) {
   static const struct { const char *name; int cell, H; } cases[] = {
     {"GRU", CELL_GRU, 8}, {"LSTM", CELL_LSTM, 64}, {"LSTM", CELL_LSTM, 256}};
   printf("%-5s %3s %4s %14s %10s %8s\n", "cell", "I", "H", "CPU s/1M rows", "GFLOP/s", "of peak");
   for (int c = 0; c < 3; c++) {
     test_net tn;
     const int H = cases[c].H, S = H > 64 ? 112 : 1000;
+    if (only && H != only) continue;
     make_net(&tn, cases[c].cell, 1, H, 1, 0, 1);
     tn.net.k = k;
     const double sec = scan_seconds(&tn.net, S, 1000) * (1000.0 / S);
@@ -159,7 +160,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (scan) {
-    scan_bench(k, peak);
+    scan_bench(k, peak, argc > 2 ? atoi(argv[2]) : 0);
     return 0;
   }
   printf("%-5s %3s %4s %12s %10s %8s\n", "cell", "I", "H", "ns/step", "GFLOP/s", "of peak");
