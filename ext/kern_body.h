@@ -40,18 +40,29 @@
 /* e^r by its degree-7 Taylor polynomial (truncation < 3e-9 relative) in
 ** Estrin's scheme: 3 FMAs deep instead of Horner's 7, since the activations
 ** sit on the recurrence's critical path and latency is what counts. */
+/* e^x[i] for i < nx (a constant after inlining), in place: each operation
+** for all nx vectors before the next, so the nx independent chains are in
+** flight together (the activations are throughput-bound only when they
+** overlap); every lane takes the same operations as alone. */
+#define EXP_MAXN 4
+KERN_INLINE void vexp_n(vf *x, const int nx) {
+  vf n[EXP_MAXN], r[EXP_MAXN], r2[EXP_MAXN], p[EXP_MAXN];
+  KERN_UNROLL for (int i = 0; i < nx; i++) x[i] = VMIN(VSET1(EXP_HI), VMAX(VSET1(EXP_LO), x[i]));
+  KERN_UNROLL for (int i = 0; i < nx; i++) n[i] = VFLOOR(VFMA(x[i], VSET1(LOG2E), VSET1(0.5f)));
+  KERN_UNROLL for (int i = 0; i < nx; i++) r[i] = VFMA(n[i], VSET1(-LN2_LO), VFMA(n[i], VSET1(-LN2_HI), x[i]));
+  KERN_UNROLL for (int i = 0; i < nx; i++) r2[i] = VMUL(r[i], r[i]);
+  KERN_UNROLL for (int i = 0; i < nx; i++) {
+    vf a = VADD(r[i], VSET1(1.0f)) /* 1*r + 1: the same bits, on the adder */, b = VFMA(VSET1(1.0f / 6.0f), r[i], VSET1(0.5f));
+    vf c = VFMA(VSET1(1.0f / 120.0f), r[i], VSET1(1.0f / 24.0f));
+    vf d = VFMA(VSET1(1.0f / 5040.0f), r[i], VSET1(1.0f / 720.0f));
+    p[i] = VFMA(VFMA(d, r2[i], c), VMUL(r2[i], r2[i]), VFMA(b, r2[i], a));
+  }
+  KERN_UNROLL for (int i = 0; i < nx; i++) x[i] = VMUL(p[i], VPOW2I(n[i]));
+}
+
 KERN_INLINE vf vexp(vf x) {
-  x = VMAX(VSET1(EXP_LO), x);
-  x = VMIN(VSET1(EXP_HI), x);
-  vf n = VFLOOR(VFMA(x, VSET1(LOG2E), VSET1(0.5f)));
-  vf r = VFMA(n, VSET1(-LN2_HI), x);
-  r = VFMA(n, VSET1(-LN2_LO), r);
-  vf r2 = VMUL(r, r), r4 = VMUL(r2, r2);
-  vf a = VFMA(VSET1(1.0f), r, VSET1(1.0f)), b = VFMA(VSET1(1.0f / 6.0f), r, VSET1(0.5f));
-  vf c = VFMA(VSET1(1.0f / 120.0f), r, VSET1(1.0f / 24.0f));
-  vf d = VFMA(VSET1(1.0f / 5040.0f), r, VSET1(1.0f / 720.0f));
-  vf p = VFMA(VFMA(d, r2, c), r4, VFMA(b, r2, a));
-  return VMUL(p, VPOW2I(n));
+  vexp_n(&x, 1);
+  return x;
 }
 
 KERN_INLINE vf vsigmoid(vf v) {
@@ -59,10 +70,12 @@ KERN_INLINE vf vsigmoid(vf v) {
   return VDIV(one, VADD(one, vexp(VSUB(VZERO(), v))));
 }
 
-/* tanh(v) = 1 - 2 / (e^{2v} + 1): saturates cleanly. */
+/* tanh(v) = 1 - 2 / (e^{2v} + 1): saturates cleanly. 2v as v + v (the same
+** bits as 2 * v, on the adder rather than the multiplier the exponential keeps
+** busy). */
 KERN_INLINE vf vtanh(vf v) {
   const vf one = VSET1(1.0f), two = VSET1(2.0f);
-  return VSUB(one, VDIV(two, VADD(vexp(VMUL(two, v)), one)));
+  return VSUB(one, VDIV(two, VADD(vexp(VADD(v, v)), one)));
 }
 
 /* Loads and stores of `left` lanes: all of them (left == KERN_W, a constant
@@ -217,11 +230,17 @@ static void sigmoid(float *restrict y, int n) { map(y, n, vsigmoid); }
 static void tanh_(float *restrict y, int n) { map(y, n, vtanh); }
 
 /* PyTorch's LSTM cell at outputs j..j+left: c = f*c + i*g, out = o*tanh(c),
-** each product rounded. */
+** each product rounded. The gates' four exponentials run together (vexp_n),
+** each gate taking vsigmoid's or vtanh's operations. */
 KERN_INLINE void lstm_at(const float *restrict g, float *restrict c, float *restrict out, int H, int j, int left) {
-  vf i = vsigmoid(LOADL(g + j, left)), f = vsigmoid(LOADL(g + H + j, left));
-  vf gg = vtanh(LOADL(g + 2 * H + j, left)), o = vsigmoid(LOADL(g + 3 * H + j, left));
-  vf cj = VADD(VMUL(f, LOADL(c + j, left)), VMUL(i, gg));
+  const vf one = VSET1(1.0f), two = VSET1(2.0f);
+  const vf gg = LOADL(g + 2 * H + j, left);
+  vf e[4] = {VSUB(VZERO(), LOADL(g + j, left)), VSUB(VZERO(), LOADL(g + H + j, left)), VADD(gg, gg),
+             VSUB(VZERO(), LOADL(g + 3 * H + j, left))};
+  vexp_n(e, 4);
+  vf i = VDIV(one, VADD(one, e[0])), f = VDIV(one, VADD(one, e[1]));
+  vf t = VSUB(one, VDIV(two, VADD(e[2], one))), o = VDIV(one, VADD(one, e[3]));
+  vf cj = VADD(VMUL(f, LOADL(c + j, left)), VMUL(i, t));
   STOREL(c + j, left, cj);
   STOREL(out + j, left, VMUL(o, vtanh(cj)));
 }
@@ -236,8 +255,11 @@ static void lstm(const float *restrict g, float *restrict c, float *restrict out
 ** h' = (h - n)*z + n as ATen writes it. */
 KERN_INLINE void gru_at(const float *restrict gi, const float *restrict gh, float *restrict h, int H, int j,
                         int left) {
-  vf r = vsigmoid(VADD(LOADL(gi + j, left), LOADL(gh + j, left)));
-  vf z = vsigmoid(VADD(LOADL(gi + H + j, left), LOADL(gh + H + j, left)));
+  const vf one = VSET1(1.0f);
+  vf e[2] = {VSUB(VZERO(), VADD(LOADL(gi + j, left), LOADL(gh + j, left))),
+             VSUB(VZERO(), VADD(LOADL(gi + H + j, left), LOADL(gh + H + j, left)))};
+  vexp_n(e, 2); /* vsigmoid of both gates, their exponentials together */
+  vf r = VDIV(one, VADD(one, e[0])), z = VDIV(one, VADD(one, e[1]));
   vf nn = vtanh(VADD(LOADL(gi + 2 * H + j, left), VMUL(r, LOADL(gh + 2 * H + j, left))));
   STOREL(h + j, left, VADD(VMUL(VSUB(LOADL(h + j, left), nn), z), nn));
 }
