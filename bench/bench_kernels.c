@@ -5,8 +5,8 @@
 ** FLOPs per step count the multiply-adds of the matrix-vector products (2 per
 ** weight) plus the head, as README "Performance" reports them.
 ** Usage: bench_kernels [path]   (path: scalar, avx2, avx512; default: best)
-**        bench_kernels batch    the recurrence product alone at batch 16 (gemm_t, as
-**                               rnn_scan runs it), best path: GFLOP/s and of peak
+**        bench_kernels batch    the recurrence product alone at batch 16 (gemm_rows,
+**                               as rnn_scan runs it), best path: GFLOP/s and of peak
 **        bench_kernels scan [H] rnn_scan's arithmetic alone (scan_compute.c, one
 **                               thread, no SQLite) over 1000 series x 1000 steps:
 **                               CPU seconds and share of peak (only hidden size H)
@@ -55,27 +55,35 @@ __attribute__((target("avx2,fma"))) static double peak_avx2(void) {
 #endif
 
 /* The gates product of one step for 16 series, [16][I+H] x [I+H][G*H], as
-** rnn_scan's lockstep batch does it. */
+** rnn_scan's lockstep batch does it: from the bias, over each series' input and
+** its h (read where the series' state keeps it). */
 static void batch16(const rnn_kernels *k, double peak) {
   static const struct { const char *name; int G, H; } cases[] = {
     {"GRU", 3, 8}, {"LSTM", 4, 64}, {"LSTM", 4, 256}};
   printf("%-5s %3s %4s %5s %12s %10s %8s\n", "cell", "I", "H", "batch", "ns/product", "GFLOP/s", "of peak");
   for (int c = 0; c < 3; c++) {
     const int B = 16, H = cases[c].H, n = 1 + H, ld = (cases[c].G * H + 15) / 16 * 16;
-    float *w = malloc(sizeof(float) * (size_t)n * ld), *x = malloc(sizeof(float) * (size_t)B * n);
-    float *y = malloc(sizeof(float) * (size_t)B * ld);
+    const int st = 8 * H; /* floats between two series' h, as rnn_state_floats spaces them */
+    float *w = malloc(sizeof(float) * (size_t)n * ld), *x = malloc(sizeof(float) * (size_t)B * st);
+    float *y = malloc(sizeof(float) * (size_t)B * ld), *b = malloc(sizeof(float) * (size_t)ld);
+    const float *xi[16], *xh[16];
     for (int i = 0; i < n * ld; i++) w[i] = frand() * 0.01f;
-    for (int i = 0; i < B * n; i++) x[i] = frand();
-    for (int i = 0; i < B * ld; i++) y[i] = 0;
+    for (int i = 0; i < B * st; i++) x[i] = frand();
+    for (int i = 0; i < ld; i++) b[i] = frand();
+    for (int r = 0; r < B; r++) {
+      xi[r] = x + (size_t)r * st;
+      xh[r] = xi[r] + 1;
+    }
     long reps = 2000000000L / (2L * B * n * ld) + 10;
-    for (long r = 0; r < reps / 10; r++) k->gemm_t(y, ld, w, ld, x, n, n, ld, B);
+    for (long r = 0; r < reps / 10; r++) k->gemm_rows(y, ld, b, w, ld, xi, 1, xh, H, ld, B);
     double t0 = now();
-    for (long r = 0; r < reps; r++) k->gemm_t(y, ld, w, ld, x, n, n, ld, B);
+    for (long r = 0; r < reps; r++) k->gemm_rows(y, ld, b, w, ld, xi, 1, xh, H, ld, B);
     double ns = (now() - t0) / reps * 1e9, gf = 2.0 * B * n * cases[c].G * H / ns;
     printf("%-5s %3d %4d %5d %12.1f %10.2f %7.1f%%\n", cases[c].name, 1, H, B, ns, gf, peak > 0 ? 100 * gf / peak : 0);
     free(w);
     free(x);
     free(y);
+    free(b);
   }
 }
 

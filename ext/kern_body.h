@@ -203,9 +203,6 @@ KERN_INLINE void rows_cols(float *y, int ldy, const float *src, int lds, const f
 #undef ROWS_RUN
 }
 
-#ifndef KERN_ROWS_NV
-#define KERN_ROWS_NV GEMM_NV
-#endif
 static void gemm_rows(float *y, int ldy, const float *b, const float *w, int ld, const float *const *x1, int n1,
                       const float *const *x2, int n2, int m, int rows) {
   const float *src = b ? b : y;
