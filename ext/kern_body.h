@@ -157,6 +157,8 @@ static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, 
 ** k < n2: one chain per output, k ascending, as gemm_t over cat(x1[r], x2[r])
 ** after the bias was copied into y. */
 #define ROWS_MAX (KERN_ROWS > 4 ? KERN_ROWS : 4)
+_Static_assert(KERN_ROWS_NV <= TILE_NV && KERN_ROWS_NV * KERN_W % RNN_LANES == 0,
+               "gemm_rows: a tile's vectors fit acc and its columns keep m's multiple of RNN_LANES");
 KERN_INLINE void rows_terms(vf (*acc)[TILE_NV], const float *w, int ld, const float *const *x, int n, const int nr,
                             const int nv) {
   const float *xr[ROWS_MAX];

@@ -5,8 +5,8 @@
 **
 ** Rules kept:
 **  1. Every output is bit for bit what rnn_step then rnn_output give the row
-**     alone (what rnn_predict ... OVER gives): gemm_t gives each batch row the
-**     bits gemv_t gives it, and every sum keeps cells.c's order.
+**     alone (what rnn_predict ... OVER gives): gemm_rows gives each batch row
+**     the bits gemv_t gives it, and every sum keeps cells.c's order.
 **  2. Each layer's gates for the step's series are one product (the kernels'
 **     gemm_rows): RNN and LSTM sum (b_ih + b_hh) + W_ih x + W_hh h into one
 **     accumulator, input terms first (cells.c's fused [W_ih; W_hh] product,
