@@ -119,8 +119,8 @@ clean:
 .PHONY: all deps check-deps check-demo-deps check-python demo test clean
 
 # Benchmarks (see bench/bench.py): prints ratios against baselines measured in the same run.
-build/bench_kernels: bench/bench_kernels.c tests/testnet.h $(KERN_OBJ) $(HDR)
-	$(CC) $(BASE) -O2 bench/bench_kernels.c $(KERN_OBJ) -o $@ $(LDLIBS)
+build/bench_kernels: bench/bench_kernels.c tests/testnet.h $(KERN_OBJ) build/scan_compute.o $(HDR)
+	$(CC) $(BASE) -O2 bench/bench_kernels.c $(KERN_OBJ) build/scan_compute.o -o $@ $(LDLIBS)
 
 build/bench_floor: bench/bench_floor.c
 	$(CC) $(BASE) -O2 bench/bench_floor.c -o $@ -lsqlite3 $(LDLIBS)

@@ -174,6 +174,14 @@ typedef struct rnn_kernels {
   /* gemv_t for `rows` inputs at once: row r of y (at y + r*ldy) gets exactly
   ** the bits gemv_t gives for x row r (at x + r*ldx); for batched sequences */
   void (*gemm_t)(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, int m, int rows);
+  /* gemm_t for rnn_scan, whose input rows are the series' states (read in
+  ** place, by pointer) and whose outputs start from a bias: row r of y (at
+  ** y + r*ldy) becomes b (or y's row when b is NULL) + sum_{k<n1} w[k] x1[r][k]
+  ** + sum_{k<n2} w[n1+k] x2[r][k], each output summing in that order, i.e. the
+  ** bits of copying b into the row, then gemm_t over cat(x1[r], x2[r]). x2 may
+  ** be NULL when n2 is 0. */
+  void (*gemm_rows)(float *y, int ldy, const float *b, const float *w, int ld, const float *const *x1, int n1,
+                    const float *const *x2, int n2, int m, int rows);
   void (*sigmoid)(float *y, int n);
   void (*tanh)(float *y, int n);
   /* LSTM pointwise step: g[4H] gate pre-activations (i, f, g, o); c[H] updated;

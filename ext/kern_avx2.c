@@ -8,5 +8,5 @@
 #define KERN_AVX2
 #include "kern_body.h"
 #else
-const rnn_kernels rnn_kernels_avx2 = {"avx2", 0, 0, 0, 0, 0, 0};
+const rnn_kernels rnn_kernels_avx2 = {"avx2", 0, 0, 0, 0, 0, 0, 0};
 #endif

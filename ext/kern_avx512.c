@@ -8,5 +8,5 @@
 #define KERN_AVX512
 #include "kern_body.h"
 #else
-const rnn_kernels rnn_kernels_avx512 = {"avx512", 0, 0, 0, 0, 0, 0};
+const rnn_kernels rnn_kernels_avx512 = {"avx512", 0, 0, 0, 0, 0, 0, 0};
 #endif

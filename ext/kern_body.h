@@ -40,18 +40,29 @@
 /* e^r by its degree-7 Taylor polynomial (truncation < 3e-9 relative) in
 ** Estrin's scheme: 3 FMAs deep instead of Horner's 7, since the activations
 ** sit on the recurrence's critical path and latency is what counts. */
+/* e^x[i] for i < nx (a constant after inlining), in place: each operation
+** for all nx vectors before the next, so the nx independent chains are in
+** flight together (the activations are throughput-bound only when they
+** overlap); every lane takes the same operations as alone. */
+#define EXP_MAXN 4
+KERN_INLINE void vexp_n(vf *x, const int nx) {
+  vf n[EXP_MAXN], r[EXP_MAXN], r2[EXP_MAXN], p[EXP_MAXN];
+  KERN_UNROLL for (int i = 0; i < nx; i++) x[i] = VMIN(VSET1(EXP_HI), VMAX(VSET1(EXP_LO), x[i]));
+  KERN_UNROLL for (int i = 0; i < nx; i++) n[i] = VFLOOR(VFMA(x[i], VSET1(LOG2E), VSET1(0.5f)));
+  KERN_UNROLL for (int i = 0; i < nx; i++) r[i] = VFMA(n[i], VSET1(-LN2_LO), VFMA(n[i], VSET1(-LN2_HI), x[i]));
+  KERN_UNROLL for (int i = 0; i < nx; i++) r2[i] = VMUL(r[i], r[i]);
+  KERN_UNROLL for (int i = 0; i < nx; i++) {
+    vf a = VADD(r[i], VSET1(1.0f)) /* 1*r + 1: the same bits, on the adder */, b = VFMA(VSET1(1.0f / 6.0f), r[i], VSET1(0.5f));
+    vf c = VFMA(VSET1(1.0f / 120.0f), r[i], VSET1(1.0f / 24.0f));
+    vf d = VFMA(VSET1(1.0f / 5040.0f), r[i], VSET1(1.0f / 720.0f));
+    p[i] = VFMA(VFMA(d, r2[i], c), VMUL(r2[i], r2[i]), VFMA(b, r2[i], a));
+  }
+  KERN_UNROLL for (int i = 0; i < nx; i++) x[i] = VMUL(p[i], VPOW2I(n[i]));
+}
+
 KERN_INLINE vf vexp(vf x) {
-  x = VMAX(VSET1(EXP_LO), x);
-  x = VMIN(VSET1(EXP_HI), x);
-  vf n = VFLOOR(VFMA(x, VSET1(LOG2E), VSET1(0.5f)));
-  vf r = VFMA(n, VSET1(-LN2_HI), x);
-  r = VFMA(n, VSET1(-LN2_LO), r);
-  vf r2 = VMUL(r, r), r4 = VMUL(r2, r2);
-  vf a = VFMA(VSET1(1.0f), r, VSET1(1.0f)), b = VFMA(VSET1(1.0f / 6.0f), r, VSET1(0.5f));
-  vf c = VFMA(VSET1(1.0f / 120.0f), r, VSET1(1.0f / 24.0f));
-  vf d = VFMA(VSET1(1.0f / 5040.0f), r, VSET1(1.0f / 720.0f));
-  vf p = VFMA(VFMA(d, r2, c), r4, VFMA(b, r2, a));
-  return VMUL(p, VPOW2I(n));
+  vexp_n(&x, 1);
+  return x;
 }
 
 KERN_INLINE vf vsigmoid(vf v) {
@@ -59,10 +70,12 @@ KERN_INLINE vf vsigmoid(vf v) {
   return VDIV(one, VADD(one, vexp(VSUB(VZERO(), v))));
 }
 
-/* tanh(v) = 1 - 2 / (e^{2v} + 1): saturates cleanly. */
+/* tanh(v) = 1 - 2 / (e^{2v} + 1): saturates cleanly. 2v as v + v (the same
+** bits as 2 * v, on the adder rather than the multiplier the exponential keeps
+** busy). */
 KERN_INLINE vf vtanh(vf v) {
   const vf one = VSET1(1.0f), two = VSET1(2.0f);
-  return VSUB(one, VDIV(two, VADD(vexp(VMUL(two, v)), one)));
+  return VSUB(one, VDIV(two, VADD(vexp(VADD(v, v)), one)));
 }
 
 /* Loads and stores of `left` lanes: all of them (left == KERN_W, a constant
@@ -136,6 +149,75 @@ static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, 
   for (int r = full; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
 }
 
+/* Hot: the products of rnn_scan's lockstep batch (gemm_rows). Input rows come
+** by pointer, so the series' states are read where they live (no copies). For
+** rows r < nr and the nv vectors of outputs at y: the accumulators start from
+** src (a bias read by every row when lds is 0, else y's own rows), then add
+** w[k*ld + j] * x1[r][k] for k < n1, then w[(n1 + k)*ld + j] * x2[r][k] for
+** k < n2: one chain per output, k ascending, as gemm_t over cat(x1[r], x2[r])
+** after the bias was copied into y. */
+#define ROWS_MAX (KERN_ROWS > 4 ? KERN_ROWS : 4)
+_Static_assert(KERN_ROWS_NV <= TILE_NV && KERN_ROWS_NV * KERN_W % RNN_LANES == 0,
+               "gemm_rows: a tile's vectors fit acc and its columns keep m's multiple of RNN_LANES");
+KERN_INLINE void rows_terms(vf (*acc)[TILE_NV], const float *w, int ld, const float *const *x, int n, const int nr,
+                            const int nv) {
+  const float *xr[ROWS_MAX];
+  if (n <= 0) return; /* x may be NULL then */
+  KERN_UNROLL for (int r = 0; r < nr; r++) xr[r] = x[r];
+  for (int k = 0; k < n; k++) {
+    const float *wk = w + (size_t)k * (size_t)ld;
+    vf xk[ROWS_MAX];
+    KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(xr[r][k]);
+    KERN_UNROLL for (int v = 0; v < nv; v++) {
+      vf wv = VLOAD(wk + v * KERN_W);
+      KERN_UNROLL for (int r = 0; r < nr; r++) acc[r][v] = VFMA(wv, xk[r], acc[r][v]);
+    }
+  }
+}
+
+KERN_INLINE void rows_tile(float *y, int ldy, const float *src, int lds, const float *w, int ld,
+                           const float *const *x1, int n1, const float *const *x2, int n2, const int nr,
+                           const int nv) {
+  vf acc[ROWS_MAX][TILE_NV];
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(src + (size_t)r * lds + v * KERN_W);
+  }
+  rows_terms(acc, w, ld, x1, n1, nr, nv);
+  rows_terms(acc, w + (size_t)n1 * (size_t)ld, ld, x2, n2, nr, nv);
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) VSTORE(y + (size_t)r * ldy + v * KERN_W, acc[r][v]);
+  }
+}
+
+/* The columns j .. j + nv*KERN_W of every row: tiles of KERN_ROWS rows, then of
+** 4, 2 and 1 (nr stays a constant in each call, so every tile is unrolled). */
+KERN_INLINE void rows_cols(float *y, int ldy, const float *src, int lds, const float *w, int ld,
+                           const float *const *x1, int n1, const float *const *x2, int n2, int rows, const int nv) {
+  int r = 0;
+#define ROWS_RUN(NR)                                                                                           \
+  for (; r + (NR) <= rows; r += (NR))                                                                          \
+    rows_tile(y + (size_t)r * ldy, ldy, src + (size_t)r * lds, lds, w, ld, x1 + r, n1, x2 ? x2 + r : x2, n2, \
+              NR, nv)
+  ROWS_RUN(KERN_ROWS);
+  ROWS_RUN(4);
+  ROWS_RUN(2);
+  ROWS_RUN(1);
+#undef ROWS_RUN
+}
+
+static void gemm_rows(float *y, int ldy, const float *b, const float *w, int ld, const float *const *x1, int n1,
+                      const float *const *x2, int n2, int m, int rows) {
+  const float *src = b ? b : y;
+  const int lds = b ? 0 : ldy;
+  int j = 0;
+  for (; j + KERN_ROWS_NV * KERN_W <= m; j += KERN_ROWS_NV * KERN_W) {
+    rows_cols(y + j, ldy, src + j, lds, w + j, ld, x1, n1, x2, n2, rows, KERN_ROWS_NV);
+  }
+  for (; j < m; j += RNN_LANES) {
+    rows_cols(y + j, ldy, src + j, lds, w + j, ld, x1, n1, x2, n2, rows, RNN_LANES / KERN_W);
+  }
+}
+
 /* f applied to y[0..n) in place; the tail is masked. */
 KERN_INLINE void map(float *restrict y, int n, vf (*f)(vf)) {
   int i = 0;
@@ -147,11 +229,17 @@ static void sigmoid(float *restrict y, int n) { map(y, n, vsigmoid); }
 static void tanh_(float *restrict y, int n) { map(y, n, vtanh); }
 
 /* PyTorch's LSTM cell at outputs j..j+left: c = f*c + i*g, out = o*tanh(c),
-** each product rounded. */
+** each product rounded. The gates' four exponentials run together (vexp_n),
+** each gate taking vsigmoid's or vtanh's operations. */
 KERN_INLINE void lstm_at(const float *restrict g, float *restrict c, float *restrict out, int H, int j, int left) {
-  vf i = vsigmoid(LOADL(g + j, left)), f = vsigmoid(LOADL(g + H + j, left));
-  vf gg = vtanh(LOADL(g + 2 * H + j, left)), o = vsigmoid(LOADL(g + 3 * H + j, left));
-  vf cj = VADD(VMUL(f, LOADL(c + j, left)), VMUL(i, gg));
+  const vf one = VSET1(1.0f), two = VSET1(2.0f);
+  const vf gg = LOADL(g + 2 * H + j, left);
+  vf e[4] = {VSUB(VZERO(), LOADL(g + j, left)), VSUB(VZERO(), LOADL(g + H + j, left)), VADD(gg, gg),
+             VSUB(VZERO(), LOADL(g + 3 * H + j, left))};
+  vexp_n(e, 4);
+  vf i = VDIV(one, VADD(one, e[0])), f = VDIV(one, VADD(one, e[1]));
+  vf t = VSUB(one, VDIV(two, VADD(e[2], one))), o = VDIV(one, VADD(one, e[3]));
+  vf cj = VADD(VMUL(f, LOADL(c + j, left)), VMUL(i, t));
   STOREL(c + j, left, cj);
   STOREL(out + j, left, VMUL(o, vtanh(cj)));
 }
@@ -166,8 +254,11 @@ static void lstm(const float *restrict g, float *restrict c, float *restrict out
 ** h' = (h - n)*z + n as ATen writes it. */
 KERN_INLINE void gru_at(const float *restrict gi, const float *restrict gh, float *restrict h, int H, int j,
                         int left) {
-  vf r = vsigmoid(VADD(LOADL(gi + j, left), LOADL(gh + j, left)));
-  vf z = vsigmoid(VADD(LOADL(gi + H + j, left), LOADL(gh + H + j, left)));
+  const vf one = VSET1(1.0f);
+  vf e[2] = {VSUB(VZERO(), VADD(LOADL(gi + j, left), LOADL(gh + j, left))),
+             VSUB(VZERO(), VADD(LOADL(gi + H + j, left), LOADL(gh + H + j, left)))};
+  vexp_n(e, 2); /* vsigmoid of both gates, their exponentials together */
+  vf r = VDIV(one, VADD(one, e[0])), z = VDIV(one, VADD(one, e[1]));
   vf nn = vtanh(VADD(LOADL(gi + 2 * H + j, left), VMUL(r, LOADL(gh + 2 * H + j, left))));
   STOREL(h + j, left, VADD(VMUL(VSUB(LOADL(h + j, left), nn), z), nn));
 }
@@ -178,6 +269,6 @@ static void gru(const float *restrict gi, const float *restrict gh, float *restr
   if (j < H) gru_at(gi, gh, h, H, j, H - j);
 }
 
-const rnn_kernels KERN_FN(rnn_kernels) = {KERN_NAME, gemv_t, gemm_t, sigmoid, tanh_, lstm, gru};
+const rnn_kernels KERN_FN(rnn_kernels) = {KERN_NAME, gemv_t, gemm_t, gemm_rows, sigmoid, tanh_, lstm, gru};
 
 #endif

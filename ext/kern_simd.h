@@ -16,9 +16,10 @@
 **  2. KERN_W lanes per vector. VLOADN/VSTOREN touch lanes [0, left) only (left <
 **     KERN_W) and read the others as 0: the tail of an array never reads or
 **     writes past its end.
-**  3. KERN_NV_BIG, KERN_NV_MID: vectors per tile of the matrix products, chosen
-**     per set for its register count; they change speed, never bits (each
-**     output sums its terms in the same order whatever the tile).
+**  3. KERN_NV_BIG, KERN_NV_MID: vectors per tile of the matrix products, and
+**     KERN_ROWS x KERN_ROWS_NV: rows x vectors per tile of gemm_rows (rnn_scan's
+**     batch), chosen per set for its register count; they change speed, never
+**     bits (each output sums its terms in the same order whatever the tile).
 ** A new set (e.g. NEON) is one more block here, a kern_<set>.c of a few lines,
 ** its flags in the Makefile and its cpu check in cells.c.
 */
@@ -36,6 +37,8 @@ typedef int vmask;
 #define KERN_NAME "scalar"
 #define KERN_NV_BIG 16 /* 16 outputs: the weight reads stay contiguous */
 #define KERN_NV_MID 16
+#define KERN_ROWS 4
+#define KERN_ROWS_NV 16
 #define VLOAD(p) (*(p))
 #define VSTORE(p, v) (*(p) = (v))
 #define VMASK(left) (left)
@@ -70,6 +73,8 @@ typedef __m256i vmask;
 #define KERN_NAME "avx2"
 #define KERN_NV_BIG 8 /* 8 independent FMA chains hide the FMA latency */
 #define KERN_NV_MID 2
+#define KERN_ROWS 4 /* 4 x 2 accumulators, 4 broadcasts, a weight: 13 of 16 ymm */
+#define KERN_ROWS_NV 2
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VSTORE(p, v) _mm256_storeu_ps(p, v)
 /* lanes below left: maskload/maskstore never touch the memory of the others */
@@ -98,6 +103,10 @@ typedef __mmask16 vmask;
 #define KERN_NAME "avx512"
 #define KERN_NV_BIG 8 /* 128 outputs: 8 FMA chains hide the 4-cycle latency */
 #define KERN_NV_MID 4
+/* 8 rows x 2 vectors: 16 accumulators, 8 broadcasts, 2 weights in 32 zmm; at
+** batch 16, a few % faster than 4 x 4 or 6 x 4 (bench_kernels scan) */
+#define KERN_ROWS 8
+#define KERN_ROWS_NV 2
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VSTORE(p, v) _mm512_storeu_ps(p, v)
 #define VMASK(left) ((__mmask16)((1u << (left)) - 1u))

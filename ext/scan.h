@@ -9,7 +9,7 @@
 #include "cells.h"
 
 #define SCAN_B 16     /* series of one group, run in lockstep */
-#define SCAN_STEPS 16 /* steps whose layer-0 input projection is one product */
+#define SCAN_STEPS 16 /* steps whose rows are gathered (and standardised) at once */
 
 /* A key or order value as read: numbers inline, TEXT and BLOB bytes in the
 ** group's arena (they live as long as the group's fill). */
@@ -58,15 +58,12 @@ struct scan_group {
 /* Per-thread scratch of scan_compute, sized by scan_work_floats. */
 typedef struct scan_work {
   float *xs;   /* [SCAN_STEPS * SCAN_B][I] standardised layer-0 inputs */
-  float *p;    /* [SCAN_STEPS * SCAN_B][ldg] input projections, then gates */
-  float *xm;   /* [SCAN_B][ldx] cat(layer input, h) rows */
-  float *g;    /* [SCAN_B][ldg] gates above layer 0 */
+  float *g;    /* [SCAN_B][ldg] gates (GRU: W_ih x + b_ih) */
   float *gh;   /* [SCAN_B][ldg] GRU W_hh h + b_hh; LSTM output before its projection */
   float *pm;   /* [SCAN_B][ldp] projections */
   float *ho;   /* [SCAN_B][ldo] head outputs */
   float *o;    /* [ldo] output scratch */
-  int ldx;
-  int bat[SCAN_STEPS * SCAN_B]; /* series of each row of p */
+  int bat[SCAN_STEPS * SCAN_B]; /* series of each row of xs */
 } scan_work;
 
 size_t rnn_scan_work_floats(const rnn_net *n);

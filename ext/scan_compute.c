@@ -5,17 +5,17 @@
 **
 ** Rules kept:
 **  1. Every output is bit for bit what rnn_step then rnn_output give the row
-**     alone (what rnn_predict ... OVER gives): gemm_t gives each batch row the
-**     bits gemv_t gives it, and every sum keeps cells.c's order.
-**  2. Layer 0's input projection for SCAN_STEPS steps of the group is one
-**     product: RNN and LSTM sum (b_ih + b_hh) + W_ih x + W_hh h into one
+**     alone (what rnn_predict ... OVER gives): gemm_rows gives each batch row
+**     the bits gemv_t gives it, and every sum keeps cells.c's order.
+**  2. Each layer's gates for the step's series are one product (the kernels'
+**     gemm_rows): RNN and LSTM sum (b_ih + b_hh) + W_ih x + W_hh h into one
 **     accumulator, input terms first (cells.c's fused [W_ih; W_hh] product,
-**     whose W_hh rows follow W_ih's in memory), so the projection is the first
-**     part of that same sum and each step continues it over W_hh h: the same
-**     additions in the same order. GRU keeps b_ih + W_ih x apart from
-**     b_hh + W_hh h anyway. The seed cell (whose i2h and i2o both read
-**     cat(x, h)) steps each series with rnn_step.
-**  3. Layers above 0 run cells.c's fused product over cat(input, h), batched.
+**     whose W_hh rows follow W_ih's in memory), x being the standardised
+**     features at layer 0 and h of the layer below above it. GRU keeps
+**     b_ih + W_ih x apart from b_hh + W_hh h, as cells.c does. The seed cell
+**     (whose i2h and i2o both read cat(x, h)) steps each series with rnn_step.
+**  3. The products read every h where its state keeps it and start from the
+**     bias in registers: nothing is copied per step (same bits as the copies).
 **  4. A row with a NULL feature (no SCAN_USE) takes no step and gets the
 **     output of its series' state (none before the first step).
 **  5. A series whose group is a continuation (ser[0].cont_in) starts from the
@@ -28,22 +28,15 @@
 #include "scan.h"
 #include <string.h>
 
-static int imax(int a, int b) { return a > b ? a : b; }
-static int ldx_of(const rnn_net *n) { return imax(n->n_in, n->hout) + n->hout; }
-
 size_t rnn_scan_work_floats(const rnn_net *n) {
   const size_t sb = (size_t)SCAN_STEPS * SCAN_B;
-  return sb * ((size_t)n->n_in + (size_t)n->ldg)
-       + (size_t)SCAN_B * ((size_t)ldx_of(n) + 2 * (size_t)n->ldg + (size_t)n->ldp + (size_t)n->ldo) + (size_t)n->ldo;
+  return sb * (size_t)n->n_in + (size_t)SCAN_B * (2 * (size_t)n->ldg + (size_t)n->ldp + (size_t)n->ldo) + (size_t)n->ldo;
 }
 
 void rnn_scan_work_init(const rnn_net *n, scan_work *w, float *mem) {
   const size_t sb = (size_t)SCAN_STEPS * SCAN_B;
-  w->ldx = ldx_of(n);
   w->xs = mem;
-  w->p = w->xs + sb * (size_t)n->n_in;
-  w->xm = w->p + sb * (size_t)n->ldg;
-  w->g = w->xm + (size_t)SCAN_B * (size_t)w->ldx;
+  w->g = w->xs + sb * (size_t)n->n_in;
   w->gh = w->g + (size_t)SCAN_B * (size_t)n->ldg;
   w->pm = w->gh + (size_t)SCAN_B * (size_t)n->ldg;
   w->ho = w->pm + (size_t)SCAN_B * (size_t)n->ldp;
@@ -92,38 +85,22 @@ static void layer_finish(const rnn_net *n, int l, scan_work *w, float *g, rnn_st
   }
 }
 
-/* Layer 0 for nb rows whose input projections are the rows of p (rule 2):
-** the recurrent product continues each, then the cells. */
-static void layer0_step(const rnn_net *n, scan_work *w, float *p, rnn_state **st, int nb) {
-  const rnn_dir *d = &n->layer[0].dir[0];
-  const int hout = n->hout, ldg = n->ldg, ldx = w->ldx;
-  for (int b = 0; b < nb; b++) memcpy(w->xm + (size_t)b * ldx, st[b]->h, sizeof(float) * (size_t)hout);
-  if (n->cell == CELL_GRU) {
-    for (int b = 0; b < nb; b++) memcpy(w->gh + (size_t)b * ldg, d->bhh, sizeof(float) * (size_t)ldg);
-    n->k->gemm_t(w->gh, ldg, d->whh, ldg, w->xm, ldx, hout, ldg, nb);
-  } else {
-    n->k->gemm_t(p, ldg, d->whh, ldg, w->xm, ldx, hout, ldg, nb);
-  }
-  layer_finish(n, 0, w, p, st, nb);
+/* Where each batch row's h of layer l lives (rule 3). */
+static void h_rows(const rnn_net *n, rnn_state **st, int nb, int l, const float **hp) {
+  for (int b = 0; b < nb; b++) hp[b] = st[b]->h + (size_t)l * (size_t)n->hout;
 }
 
-/* Layer l >= 1 for nb rows: cells.c's products over cat(h of layer l-1, h), batched (rule 3). */
-static void upper_step(const rnn_net *n, int l, scan_work *w, rnn_state **st, int nb) {
+/* Layer l for nb rows whose layer inputs are in[b] (rule 2), then the cells. */
+static void layer_step(const rnn_net *n, int l, scan_work *w, const float **in, rnn_state **st, int nb) {
   const rnn_dir *d = &n->layer[l].dir[0];
-  const int in = n->layer[l].in, hout = n->hout, ldg = n->ldg, ldx = w->ldx;
-  for (int b = 0; b < nb; b++) {
-    float *row = w->xm + (size_t)b * ldx;
-    memcpy(row, st[b]->h + (size_t)(l - 1) * hout, sizeof(float) * (size_t)in);
-    memcpy(row + in, st[b]->h + (size_t)l * hout, sizeof(float) * (size_t)hout);
-  }
+  const int nin = n->layer[l].in, hout = n->hout, ldg = n->ldg;
+  const float *hp[SCAN_B];
+  h_rows(n, st, nb, l, hp);
   if (n->cell == CELL_GRU) {
-    for (int b = 0; b < nb; b++) memcpy(w->g + (size_t)b * ldg, d->bih, sizeof(float) * (size_t)ldg);
-    for (int b = 0; b < nb; b++) memcpy(w->gh + (size_t)b * ldg, d->bhh, sizeof(float) * (size_t)ldg);
-    n->k->gemm_t(w->g, ldg, d->wih, ldg, w->xm, ldx, in, ldg, nb);
-    n->k->gemm_t(w->gh, ldg, d->whh, ldg, w->xm + in, ldx, hout, ldg, nb);
+    n->k->gemm_rows(w->g, ldg, d->bih, d->wih, ldg, in, nin, NULL, 0, ldg, nb);
+    n->k->gemm_rows(w->gh, ldg, d->bhh, d->whh, ldg, hp, hout, NULL, 0, ldg, nb);
   } else {
-    for (int b = 0; b < nb; b++) memcpy(w->g + (size_t)b * ldg, d->bsum, sizeof(float) * (size_t)ldg);
-    n->k->gemm_t(w->g, ldg, d->wih, ldg, w->xm, ldx, in + hout, ldg, nb);
+    n->k->gemm_rows(w->g, ldg, d->bsum, d->wih, ldg, in, nin, hp, hout, ldg, nb);
   }
   layer_finish(n, l, w, w->g, st, nb);
 }
@@ -136,7 +113,7 @@ static int batched_head(const rnn_net *n) {
 /* The outputs of step t of every series that has one (rule 4: a row that took
 ** no step gets its series' output all the same), by rnn_output or batched. */
 static void step_outputs(const rnn_net *n, scan_group *g, scan_work *w, int64_t t) {
-  const int O = n->n_out, ldo = n->ldo, ldx = w->ldx;
+  const int O = n->n_out, ldo = n->ldo;
   int sb[SCAN_B], nb = 0;
   for (int s = 0; s < g->nser; s++) {
     const int64_t r = g->ser[s].row0 + t;
@@ -146,11 +123,9 @@ static void step_outputs(const rnn_net *n, scan_group *g, scan_work *w, int64_t 
     else rnn_output(n, &g->st[s], g->out + (size_t)r * O, w->o);
   }
   if (!nb) return;
-  for (int b = 0; b < nb; b++) {
-    memcpy(w->xm + (size_t)b * ldx, rnn_last_hidden(n, &g->st[sb[b]]), sizeof(float) * (size_t)n->hout);
-    memcpy(w->ho + (size_t)b * ldo, n->head_b, sizeof(float) * (size_t)ldo);
-  }
-  n->k->gemm_t(w->ho, ldo, n->head_w, ldo, w->xm, ldx, n->hout, ldo, nb);
+  const float *hp[SCAN_B];
+  for (int b = 0; b < nb; b++) hp[b] = rnn_last_hidden(n, &g->st[sb[b]]);
+  n->k->gemm_rows(w->ho, ldo, n->head_b, n->head_w, ldo, hp, n->hout, NULL, 0, ldo, nb);
   for (int b = 0; b < nb; b++) { /* cells.c's finish for these activations */
     float *v = w->ho + (size_t)b * ldo, *out = g->out + (size_t)(g->ser[sb[b]].row0 + t) * O;
     if (n->out_act == ACT_SIGMOID) n->k->sigmoid(v, O);
@@ -166,8 +141,7 @@ static void step_outputs(const rnn_net *n, scan_group *g, scan_work *w, int64_t 
 
 /* Steps t0 .. t1-1 of every series of g (t1 - t0 <= SCAN_STEPS). */
 static void block_steps(const rnn_net *n, scan_group *g, scan_work *w, int64_t t0, int64_t t1) {
-  const rnn_dir *d0 = &n->layer[0].dir[0];
-  const int I = n->n_in, ldg = n->ldg;
+  const int I = n->n_in;
   int off[SCAN_STEPS + 1], m = 0;
   for (int64_t t = t0; t < t1; t++) { /* gather the rows that step, standardised as cells.c does */
     off[t - t0] = m;
@@ -186,19 +160,19 @@ static void block_steps(const rnn_net *n, scan_group *g, scan_work *w, int64_t t
     }
   }
   off[t1 - t0] = m;
-  const float *bias = n->cell == CELL_GRU ? d0->bih : d0->bsum;
-  for (int j = 0; j < m; j++) memcpy(w->p + (size_t)j * ldg, bias, sizeof(float) * (size_t)ldg);
-  if (m) n->k->gemm_t(w->p, ldg, d0->wih, ldg, w->xs, I, I, ldg, m); /* rule 2: one product for the block */
   for (int64_t t = t0; t < t1; t++) {
     const int a = off[t - t0], nb = off[t - t0 + 1] - a;
     rnn_state *st[SCAN_B];
+    const float *in[SCAN_B];
     for (int b = 0; b < nb; b++) {
       st[b] = &g->st[w->bat[a + b]];
       st[b]->steps++;
+      in[b] = w->xs + (size_t)(a + b) * (size_t)I;
     }
-    if (nb) {
-      layer0_step(n, w, w->p + (size_t)a * ldg, st, nb);
-      for (int l = 1; l < n->layers; l++) upper_step(n, l, w, st, nb);
+    if (nb) layer_step(n, 0, w, in, st, nb);
+    for (int l = 1; l < n->layers && nb; l++) {
+      h_rows(n, st, nb, l - 1, in);
+      layer_step(n, l, w, in, st, nb);
     }
     step_outputs(n, g, w, t);
   }

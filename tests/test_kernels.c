@@ -13,6 +13,13 @@
 **     tanh(+-Inf) = +-1, sigmoid(+Inf) = 1, sigmoid(-Inf) ~ 0.
 **  5. gemm_t: row r is bit for bit gemv_t of input row r, on every path.
 **  6. Whole networks fed NaN, +-Inf and +-3e38: every path gives the same bits.
+**  7. gemm_rows (rnn_scan's product): from a bias or from y, over two inputs
+**     given by row pointers, bit for bit the old way (bias copied into y, the
+**     inputs copied into cat rows, gemm_t), on every path, every row count 1..17.
+**  8. sigmoid, tanh, lstm and gru on every path, bit for bit the formulas as
+**     first written (ref_* below: one operation at a time, in scalar C), over
+**     ordinary values, the clamp's edges and the specials, at every tail length:
+**     the kernels may be rearranged for speed, never their bits.
 ** Prints one line per check and `N passed, N failed`; exit status 1 on failure.
 */
 #include "testnet.h"
@@ -148,6 +155,138 @@ static void check_gemm(const rnn_kernels *k) {
   free(w);
 }
 
+/* 7. gemm_rows against copying the bias and cat(x1 row, x2 row), then gemm_t. */
+static void check_gemm_rows(const rnn_kernels *k) {
+  enum { N1 = 5, N2 = 40, N = N1 + N2, M = 272, ROWS = 17 };
+  float *w = malloc(sizeof(float) * N * M), *y = malloc(sizeof(float) * ROWS * M);
+  float *want = malloc(sizeof(float) * ROWS * M), *cat = malloc(sizeof(float) * ROWS * N);
+  float *x1 = malloc(sizeof(float) * ROWS * 3 * N1), *x2 = malloc(sizeof(float) * ROWS * 2 * N2), b[M];
+  const float *p1[ROWS], *p2[ROWS];
+  for (int i = 0; i < N * M; i++) w[i] = frand();
+  for (int i = 0; i < M; i++) b[i] = frand();
+  for (int i = 0; i < ROWS * 3 * N1; i++) x1[i] = frand();
+  for (int i = 0; i < ROWS * 2 * N2; i++) x2[i] = frand();
+  x2[2 * N2 + 5] = INFINITY;
+  x2[14 * N2 + 1] = NAN;
+  x1[8 * 3 * N1 + 3] = -3e38f;
+  b[17] = -INFINITY;
+  for (int r = 0; r < ROWS; r++) { /* rows scattered, in no particular order: as the series' states lie */
+    p1[r] = x1 + (size_t)((r * 7) % ROWS) * 3 * N1;
+    p2[r] = x2 + (size_t)((r * 5 + 3) % ROWS) * 2 * N2;
+  }
+  int same = 1;
+  for (int rows = 1; rows <= ROWS; rows++) {
+    for (int m = RNN_LANES; m <= M; m += 64) {
+      for (int variant = 0; variant < 3; variant++) { /* bias and two inputs; y and two; bias and x1 only */
+        const int n2 = variant == 2 ? 0 : N2;
+        for (int i = 0; i < ROWS * M; i++) y[i] = want[i] = frand();
+        for (int r = 0; r < rows; r++) {
+          if (variant != 1) memcpy(want + r * M, b, sizeof(float) * (size_t)m);
+          memcpy(cat + r * N, p1[r], sizeof(float) * N1);
+          memcpy(cat + r * N + N1, p2[r], sizeof(float) * N2);
+        }
+        k->gemm_t(want, M, w, M, cat, N, N1 + n2, m, rows);
+        k->gemm_rows(y, M, variant == 1 ? NULL : b, w, M, p1, N1, n2 ? p2 : NULL, n2, m, rows);
+        same &= memcmp(y, want, sizeof(float) * ROWS * M) == 0;
+      }
+    }
+  }
+  char msg[96];
+  snprintf(msg, sizeof(msg), "%s gemm_rows bit-identical to bias copy, cat rows and gemm_t", k->name);
+  check(same, msg);
+  free(w);
+  free(y);
+  free(want);
+  free(cat);
+  free(x1);
+  free(x2);
+}
+
+/* 8. The activations exactly as kern_body.h first wrote them, in scalar C (the
+** scalar mapping of kern_simd.h: fmaf, floorf, the compare-and-pick max/min). */
+static float ref_pow2i(float n) {
+  int32_t i = n == n ? (int32_t)n : INT32_MIN;
+  uint32_t e = ((uint32_t)i + 127u) << 23;
+  float s;
+  memcpy(&s, &e, sizeof(s));
+  return s;
+}
+static float ref_exp(float x) {
+  x = -87.0f > x ? -87.0f : x;
+  x = 88.0f < x ? 88.0f : x;
+  float n = floorf(fmaf(x, 1.44269504088896341f, 0.5f));
+  float r = fmaf(n, -0.693145751953125f, x);
+  r = fmaf(n, -1.428606765330187045e-06f, r);
+  float r2 = r * r, r4 = r2 * r2;
+  float a = fmaf(1.0f, r, 1.0f), b = fmaf(1.0f / 6.0f, r, 0.5f);
+  float c = fmaf(1.0f / 120.0f, r, 1.0f / 24.0f), d = fmaf(1.0f / 5040.0f, r, 1.0f / 720.0f);
+  float p = fmaf(fmaf(d, r2, c), r4, fmaf(b, r2, a));
+  return p * ref_pow2i(n);
+}
+static float ref_sigmoid(float v) { return 1.0f / (1.0f + ref_exp(0.0f - v)); }
+static float ref_tanh(float v) { return 1.0f - 2.0f / (ref_exp(2.0f * v) + 1.0f); }
+static void ref_lstm(const float *g, float *c, float *out, int H) {
+  for (int j = 0; j < H; j++) {
+    float i = ref_sigmoid(g[j]), f = ref_sigmoid(g[H + j]), gg = ref_tanh(g[2 * H + j]);
+    float o = ref_sigmoid(g[3 * H + j]);
+    c[j] = f * c[j] + i * gg;
+    out[j] = o * ref_tanh(c[j]);
+  }
+}
+static void ref_gru(const float *gi, const float *gh, float *h, int H) {
+  for (int j = 0; j < H; j++) {
+    float r = ref_sigmoid(gi[j] + gh[j]), z = ref_sigmoid(gi[H + j] + gh[H + j]);
+    float n = ref_tanh(gi[2 * H + j] + r * gh[2 * H + j]);
+    h[j] = (h[j] - n) * z + n;
+  }
+}
+
+/* Values for check 8: every third a special (the default NaN among them), the
+** rest spread over [-100, 100] and packed about the clamp's edges. */
+static void fill_mixed(float *v, int n, int at) {
+  for (int i = 0; i < n; i++) {
+    int k = i + at;
+    float u = frand();
+    v[i] = k % 3 == 0 ? specials[(k / 3) % NSPECIAL] : k % 3 == 1 ? 200.0f * u : 87.5f * (k & 8 ? 1 : -1) + 2.0f * u;
+  }
+}
+
+static void check_activation_formulas(const rnn_kernels *k) {
+  enum { MAXN = 70 };
+  int same[4] = {1, 1, 1, 1};
+  for (int n = 1; n <= MAXN; n++) {
+    for (int at = 0; at < 12; at++) {
+      float a[4 * MAXN], want[4 * MAXN], g2[3 * MAXN], c[MAXN], cw[MAXN], o[MAXN], ow[MAXN];
+      fill_mixed(a, n, at);
+      for (int i = 0; i < n; i++) want[i] = ref_sigmoid(a[i]);
+      k->sigmoid(a, n);
+      same[0] &= same_floats(a, want, n);
+      fill_mixed(a, n, at);
+      for (int i = 0; i < n; i++) want[i] = ref_tanh(a[i]);
+      k->tanh(a, n);
+      same[1] &= same_floats(a, want, n);
+      fill_mixed(a, 4 * n, at);
+      fill_mixed(c, n, at + 1);
+      memcpy(cw, c, sizeof(float) * (size_t)n);
+      ref_lstm(a, cw, ow, n);
+      k->lstm(a, c, o, n);
+      same[2] &= same_floats(c, cw, n) && same_floats(o, ow, n);
+      fill_mixed(g2, 3 * n, at + 2);
+      fill_mixed(c, n, at + 4);
+      memcpy(cw, c, sizeof(float) * (size_t)n);
+      ref_gru(a, g2, cw, n);
+      k->gru(a, g2, c, n);
+      same[3] &= same_floats(c, cw, n);
+    }
+  }
+  static const char *const what[] = {"sigmoid", "tanh", "lstm", "gru"};
+  for (int i = 0; i < 4; i++) {
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s %s bit-identical to its formula as first written", k->name, what[i]);
+    check(same[i], msg);
+  }
+}
+
 /* Run T steps; returns a malloc'd buffer of T*(O + hout) floats. */
 static float *run(const rnn_net *n, const float *xs, int T) {
   float *mem = malloc(sizeof(float) * rnn_state_floats(n));
@@ -279,6 +418,8 @@ int main(void) {
     for (foreign = 0; p > 0 && foreign < 2; foreign++) check_nonfinite_paths(paths[0], paths[p]);
     foreign = 0;
     check_gemm(paths[p]);
+    check_gemm_rows(paths[p]);
+    check_activation_formulas(paths[p]);
   }
 
   /* 6. whole networks fed NaN, +-Inf, +-3e38 among ordinary values: a few
