@@ -1,25 +1,22 @@
 /*
-** bench_floor.c: the least SQLite lets any scan built as rnn_scan is cost, so
-** `make bench` part 6 can put rnn_scan's ratio to the copy job beside it.
+** bench_floor.c: a loadable extension for `make bench` part 6 (build/bench_floor.so):
+** the least SQLite lets any scan built as rnn_scan is cost, measured in the same
+** loop as rnn_scan and the copy job.
 **
 ** rnn_scan reads the table through a statement whose WHERE calls a function
 ** for each row (ext/scan.c rule 2) and returns the rows through a virtual
-** table into the INSERT. Here both do the least they can: the function stores
-** the row's three values into arrays, the table returns them as they are, no
-** model, no checks. What remains over the copy job (INSERT INTO p SELECT id, t,
-** v FROM series) is SQLite's own: a function call per row in the reading
-** statement and a virtual-table row (VNext, three VColumn) instead of a B-tree
-** row in the INSERT.
+** table into the INSERT. Here both do the least they can: floor_feed stores the
+** row's three values into arrays, floor_scan returns them as they are; no model,
+** no checks. What remains over the copy job (INSERT INTO p SELECT id, t, v FROM
+** series) is SQLite's own: a function call per row in the reading statement and
+** a virtual-table row (VNext, three VColumn) instead of a B-tree row.
 **
-** Usage: bench_floor DB [RUNS]   (DB: bench.py's series.db, table series(id, t,
-** v)); prints the median seconds of the copy and of the floor over RUNS
-** interleaved runs, and their ratio: "copy S floor S ratio R".
+**   INSERT INTO p SELECT * FROM floor_scan;   -- reads series(id, t, v)
 */
-#include <sqlite3.h>
+#include <sqlite3ext.h>
+SQLITE_EXTENSION_INIT1
+#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
 #define CHUNK 16000 /* rows per fill: a group of 16 series x 1000 steps, as rnn_scan holds */
 
@@ -133,59 +130,9 @@ static const sqlite3_module floor_module = {
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 };
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double timed(sqlite3 *db, const char *sql) {
-  char *err = NULL;
-  if (sqlite3_exec(db, "DELETE FROM p", NULL, NULL, &err) != SQLITE_OK) goto fail;
-  double t0 = now();
-  if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) goto fail;
-  return now() - t0;
-fail:
-  fprintf(stderr, "bench_floor: %s\n", err);
-  exit(1);
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-int main(int argc, char **argv) {
-  enum { MAX_RUNS = 50 };
-  sqlite3 *db;
-  int runs = argc > 2 ? atoi(argv[2]) : 7;
-  if (argc < 2 || runs < 1 || runs > MAX_RUNS) {
-    fprintf(stderr, "usage: bench_floor DB [RUNS <= %d]\n", MAX_RUNS);
-    return 2;
-  }
-  if (sqlite3_open_v2(argv[1], &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
-      sqlite3_create_function(db, "floor_feed", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, floor_feed, NULL, NULL) ||
-      sqlite3_create_module_v2(db, "floor_scan", &floor_module, NULL, NULL) ||
-      sqlite3_exec(db, "CREATE TEMP TABLE p(id, t, y)", NULL, NULL, NULL)) {
-    fprintf(stderr, "bench_floor: %s\n", sqlite3_errmsg(db));
-    return 1;
-  }
-  const char *copy = "INSERT INTO p SELECT id, t, v FROM series", *scan = "INSERT INTO p SELECT * FROM floor_scan";
-  double tc[MAX_RUNS], tf[MAX_RUNS];
-  timed(db, copy); /* warm-up: the file's pages into the OS cache */
-  for (int r = 0; r < runs; r++) {
-    tc[r] = timed(db, copy);
-    tf[r] = timed(db, scan);
-  }
-  sqlite3_stmt *st;
-  long long rows = -1;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM p", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-    rows = sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  qsort(tc, (size_t)runs, sizeof(double), cmp);
-  qsort(tf, (size_t)runs, sizeof(double), cmp);
-  printf("copy %.3f floor %.3f ratio %.2f rows %lld\n", tc[runs / 2], tf[runs / 2], tf[runs / 2] / tc[runs / 2], rows);
-  sqlite3_close(db);
-  return 0;
+__attribute__((visibility("default"))) int sqlite3_benchfloor_init(sqlite3 *db, char **err, const sqlite3_api_routines *api) {
+  SQLITE_EXTENSION_INIT2(api);
+  (void)err;
+  int rc = sqlite3_create_function(db, "floor_feed", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, floor_feed, NULL, NULL);
+  return rc == SQLITE_OK ? sqlite3_create_module_v2(db, "floor_scan", &floor_module, NULL, NULL) : rc;
 }
