@@ -326,38 +326,52 @@ def part6(con):
                 os.environ["SQLITE_RNN_THREADS"] = old
 
     copy_sql = "SELECT id, t, v FROM series"
+
+    def paired(jobs, runs):
+        """Each job's runs, each right after a run of the copy job: the median copy, and per job its median time
+        and the median of its time / the copy's just before (the machine's speed drifts by 20% within seconds
+        here; a pair of neighbouring runs sees one speed)."""
+        copies, times, ratios = [], [[] for _ in jobs], [[] for _ in jobs]
+        for _ in range(runs):
+            for i, job in enumerate(jobs):
+                c = insert(copy_sql)
+                t = job()
+                copies.append(c)
+                times[i].append(t)
+                ratios[i].append(t / c)
+        return statistics.median(copies), [(statistics.median(t), statistics.median(r)) for t, r in zip(times, ratios)]
+
+    con.load_extension(os.path.join(ROOT, "build", "bench_floor"))
+    floor_jobs = [lambda: insert("SELECT * FROM floor_scan"), lambda: insert("SELECT * FROM floor_scan_step")]
     insert(copy_sql)  # warm-up: the file's pages into the OS cache
     cores = os.cpu_count() or 1
-    print("Each scan run follows a run of the copy job: the machine's speed drifts within a run, so each model's "
-          "ratios use the median of the copy runs made between its own scans (medians of the runs shown).\n")
+    print("Every timed run follows a run of the copy job; a ratio is the median over the runs of the job's time "
+          "divided by that copy's (times: medians).\n")
     print("| job | runs | copy s | scan s, 1 thread | scan s, %d threads | window s | scan / copy (1, %d) "
           "| window / copy | window / scan (1, %d) |\n|---|---|---|---|---|---|---|---|---|" % (cores, cores, cores))
+    floors = None
     for name, label, runs, wruns in (("gru8", "GRU(1->8)", 7, 3), ("lstm64", "LSTM(1->64)", 7, 3),
                                      ("lstm256", "LSTM(1->256)", 2, 1)):
-        copies, one, all_ = [], [], []
-        for _ in range(runs):
-            copies.append(insert(copy_sql))
-            one.append(scan_with(1, name))
-            copies.append(insert(copy_sql))
-            all_.append(scan_with(cores, name))
+        jobs = [lambda: scan_with(1, name), lambda: scan_with(cores, name)]
+        base, res = paired(jobs + (floor_jobs if floors is None else []), runs)
+        (one_t, one_r), (all_t, all_r) = res[:2]
+        if floors is None:
+            floors = (base, runs, res[2:])
         win = statistics.median(insert("SELECT id, t, rnn_predict('%s', v) OVER (PARTITION BY id ORDER BY t) "
                                        "FROM series" % name) for _ in range(wruns))
-        base, one_t, all_t = statistics.median(copies), statistics.median(one), statistics.median(all_)
         print("| %s | %d | %.3f | %.3f | %.3f | %.3f | %.2f, %.2f | %.2f | %.2f, %.2f |" % (
-            label, runs, base, one_t, all_t, win, one_t / base, all_t / base, win / base, win / one_t, win / all_t))
+            label, runs, base, one_t, all_t, win, one_r, all_r, win / base, win / one_t, win / all_t))
     con.execute("DELETE FROM p")
-    print("\nThe floor of this design, `floor_scan` (bench/bench_floor.c, build/bench_floor.so): the same reading "
-          "statement with a function that only stores each row, a virtual table that only returns the rows, into "
-          "the same INSERT, no model: what SQLite's function call and virtual-table row cost over the copy job.\n")
-    con.load_extension(os.path.join(ROOT, "build", "bench_floor"))
-    copies, floors = [], []
-    for _ in range(7):
-        copies.append(insert(copy_sql))
-        floors.append(insert("SELECT * FROM floor_scan"))
-    con.execute("DELETE FROM p")
-    base, floor = statistics.median(copies), statistics.median(floors)
-    print("| job | runs | copy s | floor s | floor / copy |\n|---|---|---|---|---|")
-    print("| `INSERT INTO p SELECT * FROM floor_scan` | 7 | %.3f | %.3f | %.2f |" % (base, floor, floor / base))
+    print("\nThe floor of this design (bench/bench_floor.c, build/bench_floor.so), measured in GRU(1->8)'s loop: "
+          "`floor_scan` reads with the same statement, whose function only stores each row, and returns the rows "
+          "through a virtual table that does nothing else, into the same INSERT, no model: what SQLite's function "
+          "call and virtual-table row cost over the copy job. `floor_scan_step` reads with one sqlite3_step per "
+          "row instead.\n")
+    base, runs, res = floors
+    print("| job | runs | copy s | s | / copy |\n|---|---|---|---|---|")
+    for what, (t, r) in zip(("`INSERT INTO p SELECT * FROM floor_scan`", "`INSERT INTO p SELECT * FROM floor_scan_step`"),
+                            res):
+        print("| %s | %d | %.3f | %.3f | %.2f |" % (what, runs, base, t, r))
     exe = os.path.join(ROOT, "build", "bench_kernels")
     out = subprocess.run([exe, "batch"], capture_output=True, text=True, check=True).stdout.splitlines()
     print("\nThe gates product alone at batch 16 (gemm_rows, as the scan runs it):\n\n" + out[0] + "\n")

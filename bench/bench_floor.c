@@ -11,6 +11,9 @@
 ** series) is SQLite's own: a function call per row in the reading statement and
 ** a virtual-table row (VNext, three VColumn) instead of a B-tree row.
 **
+** floor_scan_step reads the same rows with one sqlite3_step per row and
+** sqlite3_column_* instead of the function: the other way to read a table.
+**
 **   INSERT INTO p SELECT * FROM floor_scan;   -- reads series(id, t, v)
 */
 #include <sqlite3ext.h>
@@ -44,18 +47,31 @@ static void floor_feed(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
   if (++c->n == CHUNK) sqlite3_result_int(ctx, 1);
 }
 
-static int fill(floor_cursor *c) {
-  c->n = 0;
-  c->at = 0;
-  int rc = sqlite3_step(c->rd);
-  if (rc == SQLITE_DONE) c->done = 1;
-  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
 typedef struct floor_vtab {
   sqlite3_vtab base;
   sqlite3 *db;
+  int step; /* floor_scan_step: the statement returns each row, read with sqlite3_column_* */
 } floor_vtab;
+
+/* The next CHUNK rows into the arrays: by floor_feed, in one sqlite3_step, or
+** (floor_scan_step) by one sqlite3_step per row. */
+static int fill(floor_cursor *c) {
+  c->n = 0;
+  c->at = 0;
+  int rc;
+  if (!((floor_vtab *)c->base.pVtab)->step) {
+    rc = sqlite3_step(c->rd);
+  } else {
+    while (c->n < CHUNK && (rc = sqlite3_step(c->rd)) == SQLITE_ROW) {
+      c->k[c->n] = sqlite3_column_int64(c->rd, 0);
+      c->o[c->n] = sqlite3_column_int64(c->rd, 1);
+      c->v[c->n] = sqlite3_column_double(c->rd, 2);
+      c->n++;
+    }
+  }
+  if (rc == SQLITE_DONE) c->done = 1;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
 
 static int f_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, sqlite3_vtab **pp, char **err) {
   (void)aux, (void)argc, (void)argv, (void)err;
@@ -64,6 +80,7 @@ static int f_connect(sqlite3 *db, void *aux, int argc, const char *const *argv, 
   floor_vtab *v = sqlite3_malloc(sizeof(*v));
   if (!v) return SQLITE_NOMEM;
   v->db = db;
+  v->step = aux != NULL;
   *pp = &v->base;
   return SQLITE_OK;
 }
@@ -97,10 +114,11 @@ static int f_filter(sqlite3_vtab_cursor *p, int idx, const char *s, int argc, sq
   c->rd = NULL;
   c->done = 0;
   c->rowid = 0;
-  int rc = sqlite3_prepare_v2(((floor_vtab *)p->pVtab)->db,
-                              "SELECT id, t, v FROM series WHERE floor_feed(?1, id, t, v) ORDER BY id, t", -1,
-                              &c->rd, NULL);
-  if (rc == SQLITE_OK) rc = sqlite3_bind_pointer(c->rd, 1, c, "floor_cursor", NULL);
+  const floor_vtab *v = (const floor_vtab *)p->pVtab;
+  int rc = sqlite3_prepare_v2(v->db, v->step ? "SELECT id, t, v FROM series ORDER BY id, t"
+                                             : "SELECT id, t, v FROM series WHERE floor_feed(?1, id, t, v) ORDER BY id, t",
+                              -1, &c->rd, NULL);
+  if (rc == SQLITE_OK && !v->step) rc = sqlite3_bind_pointer(c->rd, 1, c, "floor_cursor", NULL);
   return rc == SQLITE_OK ? fill(c) : rc;
 }
 static int f_next(sqlite3_vtab_cursor *p) {
@@ -134,5 +152,7 @@ __attribute__((visibility("default"))) int sqlite3_benchfloor_init(sqlite3 *db, 
   SQLITE_EXTENSION_INIT2(api);
   (void)err;
   int rc = sqlite3_create_function(db, "floor_feed", 4, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, floor_feed, NULL, NULL);
-  return rc == SQLITE_OK ? sqlite3_create_module_v2(db, "floor_scan", &floor_module, NULL, NULL) : rc;
+  static const int step = 1;
+  if (rc == SQLITE_OK) rc = sqlite3_create_module_v2(db, "floor_scan", &floor_module, NULL, NULL);
+  return rc == SQLITE_OK ? sqlite3_create_module_v2(db, "floor_scan_step", &floor_module, (void *)&step, NULL) : rc;
 }
