@@ -37,13 +37,12 @@
 #define LN2_HI 0.693145751953125f
 #define LN2_LO 1.428606765330187045e-06f
 
-/* e^r by its degree-7 Taylor polynomial (truncation < 3e-9 relative) in
-** Estrin's scheme: 3 FMAs deep instead of Horner's 7, since the activations
-** sit on the recurrence's critical path and latency is what counts. */
-/* e^x[i] for i < nx (a constant after inlining), in place: each operation
+/* e^x[i] for i < nx (a constant after inlining), in place: e^r by its
+** degree-7 Taylor polynomial (truncation < 3e-9 relative) in Estrin's scheme,
+** 3 FMAs deep instead of Horner's 7, since the activations sit on the
+** recurrence's critical path and latency is what counts. Each operation runs
 ** for all nx vectors before the next, so the nx independent chains are in
-** flight together (the activations are throughput-bound only when they
-** overlap); every lane takes the same operations as alone. */
+** flight together; every lane takes the same operations as alone. */
 #define EXP_MAXN 4
 KERN_INLINE void vexp_n(vf *x, const int nx) {
   vf n[EXP_MAXN], r[EXP_MAXN], r2[EXP_MAXN], p[EXP_MAXN];
@@ -88,31 +87,56 @@ KERN_INLINE vf vtanh(vf v) {
   } while (0)
 
 /* Hot: the microkernel of every matrix product. For rows r < nr and the nv
-** vectors of outputs at y: y[r*ldy + j] += sum_k w[k*ld + j] * x[r*ldx + k],
-** k ascending. nr x nv accumulators stay in registers (nr, nv are constants
-** after inlining, the loops unrolled); each weight vector is read once for
-** all nr rows, which is what a batched product gains. */
-#define TILE_ROWS 4 /* most rows per tile: TILE_ROWS x nv accumulators fit the registers */
+** vectors of outputs at y: the accumulators start from src (a bias read by
+** every row when lds is 0, else y's own rows), then add w[k*ld + j] * x1[r][k]
+** for k < n1, then w[(n1 + k)*ld + j] * x2[r][k] for k < n2: one chain per
+** output, k ascending, as over cat(x1[r], x2[r]). Input rows come by pointer,
+** so rnn_scan reads its series' states where they live. nr x nv accumulators
+** stay in registers (nr, nv are constants after inlining, the loops unrolled);
+** each weight vector is read once for all nr rows, which is what a batched
+** product gains. */
+#define TILE_ROWS 4 /* most rows per tile of gemm_t: TILE_ROWS x nv accumulators fit the registers */
 #define TILE_NV (KERN_NV_BIG > RNN_LANES / KERN_W ? KERN_NV_BIG : RNN_LANES / KERN_W)
-
-KERN_INLINE void tile(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, const int nr,
-                      const int nv) {
-  vf acc[TILE_ROWS][TILE_NV];
-  KERN_UNROLL for (int r = 0; r < nr; r++) {
-    KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(y + (size_t)r * ldy + v * KERN_W);
-  }
+#define ROWS_MAX (KERN_ROWS > TILE_ROWS ? KERN_ROWS : TILE_ROWS)
+_Static_assert(KERN_ROWS_NV <= TILE_NV && KERN_ROWS_NV * KERN_W % RNN_LANES == 0,
+               "gemm_rows: a tile's vectors fit acc and its columns keep m's multiple of RNN_LANES");
+KERN_INLINE void rows_terms(vf (*acc)[TILE_NV], const float *w, int ld, const float *const *x, int n, const int nr,
+                            const int nv) {
+  const float *xr[ROWS_MAX];
+  if (n <= 0) return; /* x may be NULL then */
+  KERN_UNROLL for (int r = 0; r < nr; r++) xr[r] = x[r];
   for (int k = 0; k < n; k++) {
     const float *wk = w + (size_t)k * (size_t)ld;
-    vf xk[TILE_ROWS];
-    KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(x[(size_t)r * ldx + k]);
+    vf xk[ROWS_MAX];
+    KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(xr[r][k]);
     KERN_UNROLL for (int v = 0; v < nv; v++) {
       vf wv = VLOAD(wk + v * KERN_W);
       KERN_UNROLL for (int r = 0; r < nr; r++) acc[r][v] = VFMA(wv, xk[r], acc[r][v]);
     }
   }
+}
+
+KERN_INLINE void rows_tile(float *y, int ldy, const float *src, int lds, const float *w, int ld,
+                           const float *const *x1, int n1, const float *const *x2, int n2, const int nr,
+                           const int nv) {
+  vf acc[ROWS_MAX][TILE_NV];
+  KERN_UNROLL for (int r = 0; r < nr; r++) {
+    KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(src + (size_t)r * lds + v * KERN_W);
+  }
+  rows_terms(acc, w, ld, x1, n1, nr, nv);
+  rows_terms(acc, w + (size_t)n1 * (size_t)ld, ld, x2, n2, nr, nv);
   KERN_UNROLL for (int r = 0; r < nr; r++) {
     KERN_UNROLL for (int v = 0; v < nv; v++) VSTORE(y + (size_t)r * ldy + v * KERN_W, acc[r][v]);
   }
+}
+
+/* The same with x rows ldx apart, accumulating into y: y[r*ldy + j] += sum_k
+** w[k*ld + j] * x[r*ldx + k], k ascending (gemv_t and gemm_t). */
+KERN_INLINE void tile(float *y, int ldy, const float *w, int ld, const float *x, int ldx, int n, const int nr,
+                      const int nv) {
+  const float *xr[ROWS_MAX];
+  KERN_UNROLL for (int r = 0; r < nr; r++) xr[r] = x + (size_t)r * ldx;
+  rows_tile(y, ldy, y, ldy, w, ld, xr, n, NULL, 0, nr, nv);
 }
 
 /* y[0..m) += w^T x: tiles of KERN_NV_BIG vectors, then KERN_NV_MID, then
@@ -149,47 +173,8 @@ static void gemm_t(float *restrict y, int ldy, const float *restrict w, int ld, 
   for (int r = full; r < rows; r++) gemv_t(y + (size_t)r * ldy, w, ld, x + (size_t)r * ldx, n, m);
 }
 
-/* Hot: the products of rnn_scan's lockstep batch (gemm_rows). Input rows come
-** by pointer, so the series' states are read where they live (no copies). For
-** rows r < nr and the nv vectors of outputs at y: the accumulators start from
-** src (a bias read by every row when lds is 0, else y's own rows), then add
-** w[k*ld + j] * x1[r][k] for k < n1, then w[(n1 + k)*ld + j] * x2[r][k] for
-** k < n2: one chain per output, k ascending, as gemm_t over cat(x1[r], x2[r])
-** after the bias was copied into y. */
-#define ROWS_MAX (KERN_ROWS > 4 ? KERN_ROWS : 4)
-_Static_assert(KERN_ROWS_NV <= TILE_NV && KERN_ROWS_NV * KERN_W % RNN_LANES == 0,
-               "gemm_rows: a tile's vectors fit acc and its columns keep m's multiple of RNN_LANES");
-KERN_INLINE void rows_terms(vf (*acc)[TILE_NV], const float *w, int ld, const float *const *x, int n, const int nr,
-                            const int nv) {
-  const float *xr[ROWS_MAX];
-  if (n <= 0) return; /* x may be NULL then */
-  KERN_UNROLL for (int r = 0; r < nr; r++) xr[r] = x[r];
-  for (int k = 0; k < n; k++) {
-    const float *wk = w + (size_t)k * (size_t)ld;
-    vf xk[ROWS_MAX];
-    KERN_UNROLL for (int r = 0; r < nr; r++) xk[r] = VSET1(xr[r][k]);
-    KERN_UNROLL for (int v = 0; v < nv; v++) {
-      vf wv = VLOAD(wk + v * KERN_W);
-      KERN_UNROLL for (int r = 0; r < nr; r++) acc[r][v] = VFMA(wv, xk[r], acc[r][v]);
-    }
-  }
-}
-
-KERN_INLINE void rows_tile(float *y, int ldy, const float *src, int lds, const float *w, int ld,
-                           const float *const *x1, int n1, const float *const *x2, int n2, const int nr,
-                           const int nv) {
-  vf acc[ROWS_MAX][TILE_NV];
-  KERN_UNROLL for (int r = 0; r < nr; r++) {
-    KERN_UNROLL for (int v = 0; v < nv; v++) acc[r][v] = VLOAD(src + (size_t)r * lds + v * KERN_W);
-  }
-  rows_terms(acc, w, ld, x1, n1, nr, nv);
-  rows_terms(acc, w + (size_t)n1 * (size_t)ld, ld, x2, n2, nr, nv);
-  KERN_UNROLL for (int r = 0; r < nr; r++) {
-    KERN_UNROLL for (int v = 0; v < nv; v++) VSTORE(y + (size_t)r * ldy + v * KERN_W, acc[r][v]);
-  }
-}
-
-/* The columns j .. j + nv*KERN_W of every row: tiles of KERN_ROWS rows, then of
+/* gemm_rows (cells.h), rnn_scan's batch products: rows_tile over the rows'
+** pointers. The columns j .. j + nv*KERN_W of every row: tiles of KERN_ROWS rows, then of
 ** 4, 2 and 1 (nr stays a constant in each call, so every tile is unrolled). */
 KERN_INLINE void rows_cols(float *y, int ldy, const float *src, int lds, const float *w, int ld,
                            const float *const *x1, int n1, const float *const *x2, int n2, int rows, const int nv) {
